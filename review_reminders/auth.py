@@ -1,0 +1,122 @@
+"""App-only tokens for Graph from the function app's managed identity."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Protocol
+
+from .errors import TokenError
+from .retry import Clock, SystemClock
+
+if TYPE_CHECKING:
+    from azure.core.credentials import AccessToken, TokenCredential
+
+logger = logging.getLogger(__name__)
+
+# Fetch a new token this long before the cached one expires, so that no request carries a token
+# that expires in flight. Managed-identity tokens live for hours, so this costs little.
+TOKEN_REFRESH_MARGIN_S = 300.0
+
+
+class TokenSource(Protocol):
+    """Anything that returns a bearer token for Graph; the Graph client depends on this alone."""
+
+    async def get_token(self) -> str: ...
+
+
+def describe_identity(client_id: str | None) -> str:
+    """Name the managed identity in words an admin can look up in the portal."""
+    if client_id:
+        return f"user-assigned managed identity with client id {client_id}"
+    return "system-assigned managed identity"
+
+
+class ManagedIdentityTokenProvider:
+    """Token cache for one scope, filled by azure-identity's ManagedIdentityCredential.
+
+    On App Service and Azure Functions the credential reads `IDENTITY_ENDPOINT` and
+    `IDENTITY_HEADER`. It is the synchronous credential run in a worker thread: the asyncio
+    credential needs aiohttp, a second HTTP stack for one request an hour. A lock makes
+    concurrent callers share a single token request.
+    """
+
+    def __init__(
+        self,
+        scope: str,
+        client_id: str | None = None,
+        *,
+        clock: Clock | None = None,
+        credential: TokenCredential | None = None,
+    ) -> None:
+        self._scope = scope
+        self._client_id = client_id
+        self._clock = clock or SystemClock()
+        self._credential = credential
+        self._token: AccessToken | None = None
+        self._lock = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        return f"ManagedIdentityTokenProvider(scope={self._scope!r}, client_id={self._client_id!r})"
+
+    @property
+    def identity(self) -> str:
+        return describe_identity(self._client_id)
+
+    def _is_fresh(self, token: AccessToken | None) -> bool:
+        return token is not None and token.expires_on - TOKEN_REFRESH_MARGIN_S > self._clock.time()
+
+    async def get_token(self) -> str:
+        """Return a bearer token for the scope, fetching one only when the cached one is stale."""
+        token = self._token
+        if token is not None and self._is_fresh(token):
+            return token.token
+        async with self._lock:
+            token = self._token
+            if token is None or not self._is_fresh(token):
+                token = await asyncio.to_thread(self._fetch)
+                self._token = token
+        return token.token
+
+    def _fetch(self) -> AccessToken:
+        from azure.core.exceptions import AzureError
+
+        credential = self._get_credential()
+        try:
+            token = credential.get_token(self._scope)
+        except AzureError as exc:
+            logger.warning(
+                "Token request for %s failed with the %s: %s",
+                self._scope,
+                self.identity,
+                type(exc).__name__,
+                extra={"scope": self._scope, "client_id": self._client_id},
+            )
+            raise TokenError(self.identity, self._scope, _first_line(exc)) from exc
+        logger.info(
+            "Got a token for %s from the %s",
+            self._scope,
+            self.identity,
+            extra={"scope": self._scope, "client_id": self._client_id},
+        )
+        return token
+
+    def _get_credential(self) -> TokenCredential:
+        if self._credential is None:
+            # Imported here: azure-identity takes longer to import than the whole function app.
+            from azure.identity import ManagedIdentityCredential
+
+            self._credential = ManagedIdentityCredential(client_id=self._client_id)
+        return self._credential
+
+    async def close(self) -> None:
+        """Close the credential's HTTP session, if one was opened."""
+        credential = self._credential
+        close = getattr(credential, "close", None)
+        if close is not None:
+            await asyncio.to_thread(close)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

@@ -1,0 +1,78 @@
+"""Per-process state: the settings, one token provider and one Graph client.
+
+The Functions Python worker runs every async invocation on one event loop, so one
+`httpx.AsyncClient` serves the whole process. The client is tied to the loop that created it;
+a new loop (as in tests) gets a new client, and `close()` releases the old one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from .auth import ManagedIdentityTokenProvider
+from .graph import GraphClient
+from .retry import Clock, SystemClock
+from .settings import Settings, load_settings
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class _State:
+    loop: asyncio.AbstractEventLoop
+    settings: Settings
+    tokens: ManagedIdentityTokenProvider
+    graph: GraphClient
+
+
+_settings: Settings | None = None
+_state: _State | None = None
+_clock: Clock = SystemClock()
+
+
+def use_clock(clock: Clock) -> None:
+    """Make clients created from now on wait and tell time with `clock` (tests use a fake one)."""
+    global _clock
+    _clock = clock
+
+
+def get_settings() -> Settings:
+    """Return the app settings, read and validated on the first call.
+
+    Raises ConfigurationError naming every invalid setting, on this and every later call.
+    """
+    global _settings
+    if _settings is None:
+        _settings = load_settings()
+    return _settings
+
+
+def get_graph_client() -> GraphClient:
+    """Return the process's Graph client, creating it and its token provider on first use."""
+    global _state
+    loop = asyncio.get_running_loop()
+    if _state is None or _state.loop is not loop:
+        settings = get_settings()
+        tokens = ManagedIdentityTokenProvider(
+            settings.graph_scope, settings.managed_identity_client_id, clock=_clock
+        )
+        graph = GraphClient(settings, tokens, clock=_clock)
+        _state = _State(loop, settings, tokens, graph)
+        logger.info(
+            "Graph client ready for %s with the %s",
+            settings.graph_endpoint,
+            tokens.identity,
+            extra={"graph_endpoint": settings.graph_endpoint},
+        )
+    return _state.graph
+
+
+async def close() -> None:
+    """Close the Graph client and the credential, and forget the settings and clock (for tests)."""
+    global _settings, _state, _clock
+    state, _state, _settings, _clock = _state, None, None, SystemClock()
+    if state is not None:
+        await state.graph.aclose()
+        await state.tokens.close()
