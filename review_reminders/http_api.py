@@ -1,0 +1,331 @@
+"""The HTTP API's contract: request validation, and results and errors as HTTP responses.
+
+Error bodies are RFC 9457 problem details (`application/problem+json`). This module uses the
+standard library only, so that importing the function app stays cheap.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import (
+    REQUIRED_PERMISSION,
+    ConfigurationError,
+    GraphError,
+    GraphNotFoundError,
+    GraphPermissionError,
+    GraphThrottledError,
+    InstanceNotActiveError,
+    TokenError,
+)
+from .results import Outcome, ReminderResult, Summary
+from .settings import is_guid
+
+logger = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 64 * 1024
+JSON_CONTENT_TYPE = "application/json"
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+PROBLEM_TYPE_PREFIX = "urn:access-review-reminders:problem:"
+# Sent with a 503 when Graph throttled without saying for how long.
+DEFAULT_RETRY_AFTER_S = 30
+
+REQUEST_FIELDS = ("definitionId", "instanceId")
+EXAMPLE_BODY = '{"definitionId": "<GUID>", "instanceId": "<GUID, optional>"}'
+
+
+@dataclass(frozen=True)
+class ReminderRequest:
+    """A validated request: one definition, and optionally one of its instances."""
+
+    definition_id: str
+    instance_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ApiResponse:
+    """An HTTP response, independent of the Functions types so that it is easy to test."""
+
+    status: int
+    body: dict[str, Any]
+    content_type: str = JSON_CONTENT_TYPE
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def encode(self) -> bytes:
+        return json.dumps(self.body, ensure_ascii=False).encode("utf-8")
+
+
+class InvalidRequestError(Exception):
+    """The request cannot be accepted; `response` is the problem to send back."""
+
+    def __init__(self, response: ApiResponse) -> None:
+        self.response = response
+        super().__init__(response.body.get("detail", "invalid request"))
+
+
+def problem(
+    status: int,
+    kind: str,
+    title: str,
+    detail: str,
+    *,
+    invocation_id: str | None = None,
+    headers: dict[str, str] | None = None,
+    **members: Any,
+) -> ApiResponse:
+    """Build an RFC 9457 problem response; `members` become extension members of the body."""
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE_PREFIX + kind,
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
+    if invocation_id:
+        body["instance"] = f"urn:uuid:{invocation_id}"
+    body.update({name: value for name, value in members.items() if value is not None})
+    return ApiResponse(status, body, PROBLEM_CONTENT_TYPE, dict(headers or {}))
+
+
+def _invalid(detail: str, errors: list[dict[str, str]] | None = None) -> InvalidRequestError:
+    return InvalidRequestError(
+        problem(400, "invalid-request", "The request is invalid", detail, errors=errors)
+    )
+
+
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    body: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in body:
+            raise _invalid(f"The JSON object has the member {key!r} more than once.")
+        body[key] = value
+    return body
+
+
+def _reject_constant(name: str) -> Any:
+    raise _invalid(f"The JSON body contains {name}, which is not valid JSON.")
+
+
+def _media_type(content_type: str | None) -> str:
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def _decode_json(body: bytes, content_type: str | None) -> Any:
+    if len(body) > MAX_BODY_BYTES:
+        raise InvalidRequestError(
+            problem(
+                413,
+                "body-too-large",
+                "The request body is too large",
+                f"The body has {len(body)} bytes; the limit is {MAX_BODY_BYTES}.",
+            )
+        )
+    media_type = _media_type(content_type)
+    if media_type and media_type != JSON_CONTENT_TYPE and not media_type.endswith("+json"):
+        raise InvalidRequestError(
+            problem(
+                415,
+                "unsupported-media-type",
+                "The request body must be JSON",
+                f"Content-Type is {media_type!r}; send {JSON_CONTENT_TYPE}.",
+            )
+        )
+    if not body.strip():
+        raise _invalid(f"The request body is empty. Send a JSON object: {EXAMPLE_BODY}.")
+    try:
+        text = body.decode("utf-8-sig")
+        return json.loads(
+            text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant
+        )
+    except UnicodeDecodeError:
+        raise _invalid("The request body is not valid UTF-8.") from None
+    except json.JSONDecodeError as exc:
+        raise _invalid(
+            f"The request body is not valid JSON: {exc.msg} at line {exc.lineno}, "
+            f"column {exc.colno}."
+        ) from None
+    except RecursionError:
+        raise _invalid("The JSON body is nested too deeply.") from None
+
+
+def _check_id(body: dict[str, Any], name: str, errors: list[dict[str, str]]) -> str | None:
+    if name not in body:
+        return None
+    value = body[name]
+    if not isinstance(value, str):
+        errors.append({"pointer": f"#/{name}", "detail": f"{name} must be a string (a GUID)."})
+    elif not is_guid(value):
+        errors.append(
+            {
+                "pointer": f"#/{name}",
+                "detail": f"{name} must be a GUID such as '0c3b3a47-4a55-4c7e-9d5a-2f6b8e1d7c90'.",
+            }
+        )
+    else:
+        return value.lower()
+    return None
+
+
+def parse_reminder_request(body: bytes, content_type: str | None) -> ReminderRequest:
+    """Validate a request body, raising InvalidRequestError that lists every problem at once."""
+    data = _decode_json(body, content_type)
+    if not isinstance(data, dict):
+        raise _invalid(f"The request body must be a JSON object: {EXAMPLE_BODY}.")
+
+    errors: list[dict[str, str]] = []
+    for name in data:
+        if name not in REQUEST_FIELDS:
+            errors.append(
+                {
+                    "pointer": f"#/{_escape_pointer(name)}",
+                    "detail": f"Unknown field {name!r}. Accepted fields: "
+                    + ", ".join(REQUEST_FIELDS)
+                    + ".",
+                }
+            )
+    definition_id = _check_id(data, "definitionId", errors)
+    instance_id = _check_id(data, "instanceId", errors)
+    if "definitionId" not in data:
+        detail = "definitionId is required"
+        if "instanceId" in data:
+            detail += ": an instance is named by its definition and instance ids together"
+        errors.append({"pointer": "#/definitionId", "detail": detail + "."})
+
+    if errors or definition_id is None:
+        raise _invalid(
+            f"{len(errors)} field(s) are invalid. Send a JSON object: {EXAMPLE_BODY}.", errors
+        )
+    return ReminderRequest(definition_id, instance_id)
+
+
+def _escape_pointer(name: str) -> str:
+    # JSON Pointer (RFC 6901) escapes "~" and "/" in member names.
+    return name.replace("~", "~0").replace("/", "~1")
+
+
+def results_response(
+    results: Sequence[ReminderResult], invocation_id: str | None = None
+) -> ApiResponse:
+    """Map results to 200 (nothing failed), 207 (some sent, some failed) or a problem.
+
+    When nothing was sent and something failed, the answer is 503 with Retry-After if every
+    failure was throttling, and 502 otherwise. Each carries the results, too.
+    """
+    summary = Summary.of(results)
+    items = [result.to_dict() for result in results]
+    if summary.failed == 0:
+        return ApiResponse(200, {"summary": summary.to_dict(), "results": items})
+    if summary.sent > 0:
+        return ApiResponse(207, {"summary": summary.to_dict(), "results": items})
+
+    failures = [result for result in results if result.outcome is Outcome.FAILED]
+    if all(result.throttled for result in failures):
+        retry_after = _retry_after_header(max((r.retry_after_s or 0.0) for r in failures) or None)
+        return problem(
+            503,
+            "graph-throttled",
+            "Graph is throttling the app",
+            f"Graph kept throttling the reminders past the retry budget. Try again in "
+            f"{retry_after} s.",
+            invocation_id=invocation_id,
+            headers={"Retry-After": retry_after},
+            summary=summary.to_dict(),
+            results=items,
+        )
+    return problem(
+        502,
+        "reminders-failed",
+        "No reminder could be sent",
+        f"{summary.failed} reminder(s) failed and none was sent. Each result gives the reason "
+        "and Graph's request-id.",
+        invocation_id=invocation_id,
+        summary=summary.to_dict(),
+        results=items,
+    )
+
+
+def _retry_after_header(seconds: float | None) -> str:
+    return str(max(1, math.ceil(seconds)) if seconds else DEFAULT_RETRY_AFTER_S)
+
+
+def error_response(
+    exc: BaseException, request: ReminderRequest, invocation_id: str | None = None
+) -> ApiResponse:
+    """Map an error raised by a job to its problem response. The detail never has a token."""
+    if isinstance(exc, GraphNotFoundError):
+        target = f"definition {request.definition_id}"
+        if request.instance_id:
+            target = f"instance {request.instance_id} of {target}"
+        return problem(
+            404,
+            "not-found",
+            "The access review was not found",
+            f"Graph has no access review {target}.",
+            invocation_id=invocation_id,
+            requestId=exc.request_id,
+        )
+    if isinstance(exc, InstanceNotActiveError):
+        return problem(
+            409,
+            "instance-not-active",
+            "The access review instance is not in progress",
+            str(exc),
+            invocation_id=invocation_id,
+            instanceStatus=exc.status,
+        )
+    if isinstance(exc, GraphPermissionError):
+        return problem(
+            502,
+            "graph-permission-denied",
+            f"Graph denied the app; it needs {REQUIRED_PERMISSION}",
+            str(exc),
+            invocation_id=invocation_id,
+            requestId=exc.request_id,
+        )
+    if isinstance(exc, TokenError):
+        return problem(
+            502,
+            "token-unavailable",
+            "The managed identity did not issue a token",
+            str(exc),
+            invocation_id=invocation_id,
+        )
+    if isinstance(exc, GraphThrottledError):
+        retry_after = _retry_after_header(exc.retry_after_s)
+        return problem(
+            503,
+            "graph-throttled",
+            "Graph is throttling the app",
+            str(exc),
+            invocation_id=invocation_id,
+            headers={"Retry-After": retry_after},
+            requestId=exc.request_id,
+        )
+    if isinstance(exc, GraphError):
+        return problem(
+            502,
+            "graph-error",
+            "Graph returned an error",
+            str(exc),
+            invocation_id=invocation_id,
+            requestId=exc.request_id,
+        )
+    if isinstance(exc, ConfigurationError):
+        return problem(
+            500,
+            "invalid-configuration",
+            "The function app's settings are invalid",
+            str(exc),
+            invocation_id=invocation_id,
+        )
+    return problem(
+        500,
+        "internal-error",
+        "Internal error",
+        "The function failed unexpectedly. Its log has the details under this invocation id.",
+        invocation_id=invocation_id,
+    )
