@@ -42,6 +42,14 @@ _NOT_SENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
 @dataclass(frozen=True)
+class Definition:
+    """An access review definition: the schedule, scope and settings that instances run from."""
+
+    id: str
+    display_name: str
+
+
+@dataclass(frozen=True)
 class Instance:
     """An access review instance: one run of a definition, with its own reviewers and dates."""
 
@@ -289,12 +297,18 @@ class GraphClient:
         instance = _require_guid("instance_id", instance_id)
         return f"{self._definitions_url()}/{definition}/instances/{instance}"
 
-    async def list_definition_ids(self) -> AsyncIterator[str]:
-        """Yield the id of every access review definition in the tenant."""
+    async def list_definitions(self) -> AsyncIterator[Definition]:
+        """Yield every access review definition in the tenant, skipping items without a GUID id."""
         async for item in self.iter_collection(self._definitions_url()):
             definition_id = item.get("id")
             if isinstance(definition_id, str) and is_guid(definition_id):
-                yield definition_id.lower()
+                name = item.get("displayName")
+                yield Definition(definition_id.lower(), name if isinstance(name, str) else "")
+
+    async def list_definition_ids(self) -> AsyncIterator[str]:
+        """Yield the id of every access review definition in the tenant."""
+        async for definition in self.list_definitions():
+            yield definition.id
 
     async def list_instances(
         self, definition_id: str, status: str | None = STATUS_IN_PROGRESS

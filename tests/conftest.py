@@ -6,7 +6,7 @@ import ipaddress
 import os
 import socket
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -71,11 +71,10 @@ def clean_environ() -> dict[str, str]:
 
 
 @pytest.fixture(autouse=True)
-def _isolated_environ(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _isolated_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith(_ENV_PREFIXES) or name in APP_SETTING_NAMES:
             monkeypatch.delenv(name)
-    yield
 
 
 @pytest.fixture(autouse=True)

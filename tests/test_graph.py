@@ -1,4 +1,4 @@
-"""Unit tests of the Graph client over httpx.MockTransport; the emulator tests cover real sockets."""
+"""Unit tests of the Graph client over httpx.MockTransport. End-to-end tests use real sockets."""
 
 from __future__ import annotations
 
@@ -67,7 +67,9 @@ def replies(*responses: httpx.Response | Exception) -> Handler:
     return handler
 
 
-def envelope(code: str, message: str = "went wrong", request_id: str = "rid-1") -> dict[str, object]:
+def envelope(
+    code: str, message: str = "went wrong", request_id: str = "rid-1"
+) -> dict[str, object]:
     return {"error": {"code": code, "message": message, "innerError": {"request-id": request_id}}}
 
 
@@ -127,6 +129,7 @@ async def test_429_http_date_retry_after_honoured(clock: FakeClock) -> None:
         replies(httpx.Response(429, headers={"Retry-After": date}), httpx.Response(204)), clock
     )
     await graph.send_reminder(DEF, INST)
+    assert len(seen) == 2
     assert clock.sleeps == [pytest.approx(3.0)]
 
 
@@ -142,7 +145,9 @@ async def test_503_without_retry_after_backs_off(clock: FakeClock) -> None:
 
 async def test_throttling_past_budget_raises(clock: FakeClock) -> None:
     graph, seen = make_client(
-        replies(httpx.Response(429, headers={"Retry-After": "4"}, json=envelope("TooManyRequests"))),
+        replies(
+            httpx.Response(429, headers={"Retry-After": "4"}, json=envelope("TooManyRequests"))
+        ),
         clock,
         budget_s=10,
     )
@@ -193,7 +198,9 @@ async def test_get_client_errors_not_retried(clock: FakeClock, status: int) -> N
 
 async def test_get_500_retried(clock: FakeClock) -> None:
     instance = {"id": INST, "status": "InProgress"}
-    graph, seen = make_client(replies(httpx.Response(500), httpx.Response(200, json=instance)), clock)
+    graph, seen = make_client(
+        replies(httpx.Response(500), httpx.Response(200, json=instance)), clock
+    )
     found = await graph.get_instance(DEF, INST)
     assert found.status == "InProgress"
     assert len(seen) == 2
@@ -307,6 +314,8 @@ async def test_non_json_success_body_is_error(clock: FakeClock) -> None:
 
 
 async def test_unknown_status_not_in_progress(clock: FakeClock) -> None:
-    graph, _ = make_client(replies(httpx.Response(200, json={"id": INST, "status": "Paused"})), clock)
+    graph, _ = make_client(
+        replies(httpx.Response(200, json={"id": INST, "status": "Paused"})), clock
+    )
     instance = await graph.get_instance(DEF, INST)
     assert not instance.is_in_progress

@@ -81,8 +81,8 @@ def test_instance_without_definition_rejected() -> None:
         DEF + "%2F",
         DEF + "\n",
         "../" + DEF,
-        DEF.replace("1", "١"),
-        DEF.replace("1", "１"),
+        DEF.replace("1", "\u0661"),  # ARABIC-INDIC DIGIT ONE
+        DEF.replace("1", "\uff11"),  # FULLWIDTH DIGIT ONE
         "{" + DEF + "}",
     ],
 )
@@ -101,7 +101,7 @@ def test_every_problem_reported_at_once() -> None:
 
 
 def test_duplicate_keys_rejected() -> None:
-    body = ('{"definitionId": "%s", "definitionId": "%s"}' % (DEF, INST)).encode()
+    body = f'{{"definitionId": "{DEF}", "definitionId": "{INST}"}}'.encode()
     assert reject(body).response.status == 400
 
 
