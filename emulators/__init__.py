@@ -1,0 +1,39 @@
+"""Local stand-ins for Microsoft Graph and the App Service managed identity endpoint.
+
+Tests and local runs use these instead of a real tenant. Nothing here is deployed.
+
+    with Emulators.start(page_size=2) as emu:      # seed=False starts an empty tenant
+        os.environ.update(emu.environ())           # GRAPH_ENDPOINT, IDENTITY_ENDPOINT, ...
+        emu.graph.fail("POST", r"/sendReminder$", 429, retry_after="0.7")
+        ...                                        # run the code under test
+        assert emu.graph.reminders == [(definition_id, instance_id)]
+
+`GraphEmulator` serves the v1.0 access review definitions, instances and sendReminder
+routes, and requires a bearer token that the paired `IdentityEmulator` issued for the Graph
+origin. Scripted failures are queued with `GraphEmulator.fail(method, path_pattern, status,
+...)` or, equivalently, `GraphEmulator.add_fault(Fault(...))`; `Fault` documents how they
+match and what they send. A fault with `hold=True` sends nothing until `release()` or
+`stop()`, for testing client timeouts. After `deny_access()`, every authenticated request
+gets 403 Authorization_RequestDenied.
+
+`seed_sample_tenant` adds the fixed-id tenant described in `emulators.sample`.
+`python -m emulators` runs both servers until Ctrl+C and prints the variables to export.
+"""
+
+from __future__ import annotations
+
+from emulators.faults import Fault
+from emulators.graph import GraphEmulator, RecordedRequest
+from emulators.harness import Emulators
+from emulators.identity import IdentityEmulator, TokenRequest
+from emulators.sample import seed_sample_tenant
+
+__all__ = [
+    "Emulators",
+    "Fault",
+    "GraphEmulator",
+    "IdentityEmulator",
+    "RecordedRequest",
+    "TokenRequest",
+    "seed_sample_tenant",
+]
