@@ -50,7 +50,8 @@ class TokenError(ReminderError):
         self.identity = identity
         self.scope = scope
         super().__init__(
-            f"Could not get a token for {scope} from the {identity}: {cause}. Check that the "
+            f"Could not get a token for {scope} from the {identity}: {cause.rstrip('.')}. "
+            "Check that the "
             "function app has this managed identity and, for a user-assigned identity, that "
             "AZURE_CLIENT_ID is its client id."
         )
