@@ -5,7 +5,7 @@
     ├── TokenError                the managed identity did not issue a token
     ├── InstanceNotActiveError    the named instance is not InProgress, so it cannot be reminded
     ├── RunFailedError            a run tried every target and some reminders failed
-    └── GraphError                Graph answered with an error, or not at all
+    └── GraphError                Graph returned an error, or no response at all
         ├── GraphPermissionError  401 or 403: the identity lacks AccessReview.ReadWrite.All
         ├── GraphNotFoundError    404: the definition or instance does not exist
         ├── GraphThrottledError   429 or 503 still returned when the retry budget ran out
@@ -36,7 +36,7 @@ class ReminderError(Exception):
 
 
 class ConfigurationError(ReminderError):
-    """One or more app settings are missing or invalid; `problems` names each of them."""
+    """One or more app settings are missing or invalid. `problems` names each of them."""
 
     def __init__(self, problems: list[str]) -> None:
         self.problems = list(problems)
@@ -71,7 +71,7 @@ class InstanceNotActiveError(ReminderError):
 
 
 class RunFailedError(ReminderError):
-    """A run tried every target, and some reminders failed; `failed` lists their ids."""
+    """A run tried every target, and some reminders failed. `failed` lists their ids."""
 
     def __init__(self, failed: list[str], total: int) -> None:
         self.failed = list(failed)
@@ -84,7 +84,7 @@ class RunFailedError(ReminderError):
 
 
 class GraphError(ReminderError):
-    """Graph answered a request with an error status, or the request failed in transit."""
+    """Graph returned an error status, or the request failed in transit."""
 
     def __init__(
         self,
@@ -110,7 +110,7 @@ class GraphError(ReminderError):
         if self.status is None:
             text = "Graph did not answer"
         else:
-            text = f"Graph answered {self.status} {self.code}".rstrip()
+            text = f"Graph returned {self.status} {self.code}".rstrip()
         return f"{text}: {self.graph_message}" if self.graph_message else text
 
     def _hint(self) -> str:
@@ -140,7 +140,7 @@ class GraphNotFoundError(GraphError):
 
 
 class GraphThrottledError(GraphError):
-    """Graph kept throttling (429 or 503) past the retry budget; see `retry_after_s`."""
+    """Graph kept throttling (429 or 503) past the retry budget. See `retry_after_s`."""
 
     def __init__(
         self,

@@ -321,14 +321,14 @@ class GraphClient:
             yield Instance.from_graph(definition, item)
 
     async def get_instance(self, definition_id: str, instance_id: str) -> Instance:
-        """Fetch one instance; raises GraphNotFoundError when it or its definition is missing."""
+        """Fetch one instance. Raises GraphNotFoundError when it or its definition is missing."""
         body = await self._get_json(self._instance_url(definition_id, instance_id))
         return Instance.from_graph(definition_id.lower(), body)
 
     async def send_reminder(self, definition_id: str, instance_id: str) -> str | None:
         """Remind the reviewers of an instance who have not yet decided, and return the request-id.
 
-        Graph answers 204 only for an instance that is in progress.
+        Graph returns 204 only for an instance that is in progress.
         """
         url = f"{self._instance_url(definition_id, instance_id)}/sendReminder"
         response = await self.request("POST", url)

@@ -212,7 +212,7 @@ def results_response(
 ) -> ApiResponse:
     """Map results to 200 (nothing failed), 207 (some sent, some failed) or a problem.
 
-    When nothing was sent and something failed, the answer is 503 with Retry-After if every
+    When nothing was sent and something failed, the response is 503 with Retry-After if every
     failure was throttling, and 502 otherwise. Each carries the results, too.
     """
     summary = Summary.of(results)

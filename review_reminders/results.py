@@ -15,7 +15,7 @@ class Outcome(enum.StrEnum):
 
 @dataclass(frozen=True)
 class ReminderResult:
-    """What happened to one instance, or to a whole definition that could not be read."""
+    """Outcome for one instance, or for a whole definition that could not be read."""
 
     definition_id: str
     instance_id: str | None

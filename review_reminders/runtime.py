@@ -1,8 +1,8 @@
 """Per-process state: the settings, one token provider and one Graph client.
 
 The Functions Python worker runs every async invocation on one event loop, so one
-`httpx.AsyncClient` serves the whole process. The client is tied to the loop that created it;
-a new loop (as in tests) gets a new client, and `close()` releases the old one.
+`httpx.AsyncClient` serves the whole process. The client is tied to the loop that created it,
+so a new loop (as in tests) gets a new client. `close()` releases the old one.
 """
 
 from __future__ import annotations
