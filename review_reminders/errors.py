@@ -5,6 +5,7 @@
     ├── TokenError                the managed identity did not issue a token
     ├── InstanceNotActiveError    the named instance is not InProgress, so it cannot be reminded
     ├── RunFailedError            a run tried every target and some reminders failed
+    ├── LedgerUnavailableError    the reminder ledger (Table storage) cannot be read or written
     └── GraphError                Graph returned an error, or no response at all
         ├── GraphPermissionError  401 or 403: the identity lacks AccessReview.ReadWrite.All
         ├── GraphNotFoundError    404: the definition or instance does not exist
@@ -80,6 +81,18 @@ class RunFailedError(ReminderError):
         super().__init__(
             f"{len(self.failed)} of {total} reminders failed: {shown}{more}. "
             "The log has the cause and Graph request-id of each."
+        )
+
+
+class LedgerUnavailableError(ReminderError):
+    """The reminder ledger could not be read or written, so no reminder may be sent."""
+
+    def __init__(self, operation: str, cause: str) -> None:
+        self.operation = operation
+        super().__init__(
+            f"The reminder ledger is unavailable ({operation} failed: {cause}). No reminder was "
+            "sent without a claim in the ledger. Check the AzureWebJobsStorage connection and "
+            "the identity's Storage Table Data Contributor role, then try again."
         )
 
 
