@@ -52,7 +52,8 @@ def make_client(
 
     settings = Settings(graph_endpoint=ENDPOINT, retry_budget_s=budget_s)
     http = httpx.AsyncClient(transport=httpx.MockTransport(record))
-    return GraphClient(settings, StaticToken(), http=http, clock=clock), seen
+    client = GraphClient(settings, StaticToken(), http=http, clock=clock, batching=False)
+    return client, seen
 
 
 def replies(*responses: httpx.Response | Exception) -> Handler:
