@@ -12,8 +12,8 @@ import logging
 import azure.functions as func
 
 from review_reminders import http_api
-from review_reminders.errors import ReminderError, RunFailedError
-from review_reminders.results import Outcome, Summary
+from review_reminders.errors import ReminderError
+from review_reminders.results import Summary
 
 logger = logging.getLogger("review_reminders.function_app")
 
@@ -34,6 +34,14 @@ def _caller(req: func.HttpRequest) -> str | None:
             # Printable ASCII only, so a caller cannot forge log lines.
             return "".join(ch for ch in value[:128] if ch.isascii() and ch.isprintable())
     return None
+
+
+def _describe_scope(request: http_api.ReminderRequest) -> str:
+    if request.definition_id is None:
+        return "all definitions"
+    if request.instance_id is None:
+        return f"definition {request.definition_id}"
+    return f"instance {request.instance_id} of definition {request.definition_id}"
 
 
 def _to_http(response: http_api.ApiResponse) -> func.HttpResponse:
@@ -59,22 +67,16 @@ async def remind_reviewers(req: func.HttpRequest, context: func.Context) -> func
 
     ids = {"definition_id": request.definition_id, "instance_id": request.instance_id}
     logger.info(
-        "Reminder request for definition %s, instance %s, caller %s",
-        request.definition_id,
-        request.instance_id or "(all in progress)",
+        "Reminder request for %s, caller %s%s",
+        _describe_scope(request),
         _caller(req) or "(unknown)",
+        " (dry run)" if request.dry_run else "",
         extra={**ids, "invocation_id": invocation_id, "caller": _caller(req)},
     )
-    from review_reminders import jobs, runtime
+    from review_reminders import service
 
     try:
-        graph = runtime.get_graph_client()
-        if request.instance_id:
-            results = [
-                await jobs.remind_instance(graph, request.definition_id, request.instance_id)
-            ]
-        else:
-            results = await jobs.remind_definition(graph, request.definition_id)
+        results = await service.run_request(request)
     except ReminderError as exc:
         logger.error(
             "Reminder request failed: %s", exc, extra={**ids, "invocation_id": invocation_id}
@@ -88,8 +90,9 @@ async def remind_reviewers(req: func.HttpRequest, context: func.Context) -> func
 
     summary = Summary.of(results)
     logger.info(
-        "Reminder request done: %d sent, %d skipped, %d failed",
+        "Reminder request done: %d sent, %d would send, %d skipped, %d failed",
         summary.sent,
+        summary.would_send,
         summary.skipped,
         summary.failed,
         extra={**ids, "invocation_id": invocation_id, **summary.to_dict()},
@@ -107,29 +110,6 @@ async def remind_reviewers_on_schedule(timer: func.TimerRequest) -> None:
     A past-due run (the app was down at the scheduled time) runs once. After every target was
     tried, the run raises if any reminder failed, so the invocation shows as failed.
     """
-    from review_reminders import jobs, runtime
+    from review_reminders import service
 
-    settings = runtime.get_settings()
-    scope = ", ".join(settings.definition_ids) or "all definitions"
-    logger.info(
-        "Scheduled reminder run started for %s%s",
-        scope,
-        " (past due)" if timer.past_due else "",
-        extra={"definition_ids": settings.definition_ids, "past_due": timer.past_due},
-    )
-    results = await jobs.remind_definitions(runtime.get_graph_client(), settings.definition_ids)
-
-    summary = Summary.of(results)
-    failed = [
-        f"{r.definition_id}/{r.instance_id or '*'}" for r in results if r.outcome is Outcome.FAILED
-    ]
-    logger.info(
-        "Scheduled reminder run done: %d sent, %d skipped, %d failed%s",
-        summary.sent,
-        summary.skipped,
-        summary.failed,
-        f" ({', '.join(failed[:20])}{' ...' if len(failed) > 20 else ''})" if failed else "",
-        extra={**summary.to_dict(), "failed_ids": failed},
-    )
-    if failed:
-        raise RunFailedError(failed, len(results))
+    await service.run_schedule(past_due=timer.past_due)

@@ -42,6 +42,17 @@ param reminderSchedule string = '0 0 8 * * 1-5'
 @description('Optional. Access review definition ids to send reminders for (REMINDER_DEFINITION_IDS). Empty covers every definition.')
 param reminderDefinitionIds string[] = []
 
+@description('Optional. The timer reminds only instances that end within this many days (REMINDER_ENDING_WITHIN_DAYS). Null covers every end date.')
+@minValue(0)
+@maxValue(365)
+param reminderEndingWithinDays int?
+
+@description('Optional. Whether the timer only reports what it would send, and sends nothing (REMINDER_DRY_RUN).')
+param reminderDryRun bool = false
+
+@description('Optional. Whether both triggers skip instances in which every reviewer has already decided (REMINDER_PENDING_CHECK).')
+param reminderPendingCheck bool = true
+
 @description('Optional. Maximum number of Graph requests that the app sends at once (GRAPH_MAX_CONCURRENCY).')
 @minValue(1)
 @maxValue(32)
@@ -96,6 +107,10 @@ var reminderAppSettings = {
   GRAPH_ENDPOINT: graphEndpoint
   REMINDER_SCHEDULE: reminderSchedule
   REMINDER_DEFINITION_IDS: join(reminderDefinitionIds, ',')
+  // An empty value means no end-date filter.
+  REMINDER_ENDING_WITHIN_DAYS: reminderEndingWithinDays == null ? '' : string(reminderEndingWithinDays)
+  REMINDER_DRY_RUN: string(reminderDryRun)
+  REMINDER_PENDING_CHECK: string(reminderPendingCheck)
   GRAPH_MAX_CONCURRENCY: string(graphMaxConcurrency)
   GRAPH_TIMEOUT_SECONDS: string(graphTimeoutSeconds)
   GRAPH_RETRY_BUDGET_SECONDS: string(graphRetryBudgetSeconds)

@@ -35,16 +35,33 @@ PROBLEM_TYPE_PREFIX = "urn:access-review-reminders:problem:"
 # Sent with a 503 when Graph throttled without saying for how long.
 DEFAULT_RETRY_AFTER_S = 30
 
-REQUEST_FIELDS = ("definitionId", "instanceId")
-EXAMPLE_BODY = '{"definitionId": "<GUID>", "instanceId": "<GUID, optional>"}'
+REQUEST_FIELDS = (
+    "definitionId",
+    "instanceId",
+    "allDefinitions",
+    "endingWithinDays",
+    "dryRun",
+    "force",
+)
+EXAMPLE_BODY = (
+    '{"definitionId": "<GUID>", "instanceId": "<GUID, optional>"} or {"allDefinitions": true}'
+)
+MAX_ENDING_WITHIN_DAYS = 365
 
 
 @dataclass(frozen=True)
 class ReminderRequest:
-    """A validated request: one definition, and optionally one of its instances."""
+    """A validated request: its scope (one definition, one instance, or all) and its options."""
 
-    definition_id: str
+    definition_id: str | None
     instance_id: str | None = None
+    ending_within_days: int | None = None
+    dry_run: bool = False
+    force: bool = False
+
+    @property
+    def all_definitions(self) -> bool:
+        return self.definition_id is None
 
 
 @dataclass(frozen=True)
@@ -189,17 +206,65 @@ def parse_reminder_request(body: bytes, content_type: str | None) -> ReminderReq
             )
     definition_id = _check_id(data, "definitionId", errors)
     instance_id = _check_id(data, "instanceId", errors)
-    if "definitionId" not in data:
-        detail = "definitionId is required"
+    all_definitions = _check_bool(data, "allDefinitions", errors)
+    dry_run = _check_bool(data, "dryRun", errors)
+    force = _check_bool(data, "force", errors)
+    ending_within_days = _check_days(data, errors)
+
+    # The scope is explicit, so an empty or mistyped body never reminds the whole tenant.
+    if all_definitions and ("definitionId" in data or "instanceId" in data):
+        errors.append(
+            {
+                "pointer": "#/allDefinitions",
+                "detail": "allDefinitions cannot be combined with definitionId or instanceId.",
+            }
+        )
+    elif not all_definitions and "definitionId" not in data:
+        detail = "definitionId is required, unless allDefinitions is true"
         if "instanceId" in data:
             detail += ": an instance is named by its definition and instance ids together"
         errors.append({"pointer": "#/definitionId", "detail": detail + "."})
 
-    if errors or definition_id is None:
+    if errors:
         raise _invalid(
             f"{len(errors)} field(s) are invalid. Send a JSON object: {EXAMPLE_BODY}.", errors
         )
-    return ReminderRequest(definition_id, instance_id)
+    return ReminderRequest(
+        None if all_definitions else definition_id,
+        instance_id,
+        ending_within_days=ending_within_days,
+        dry_run=dry_run,
+        force=force,
+    )
+
+
+def _check_bool(body: dict[str, Any], name: str, errors: list[dict[str, str]]) -> bool:
+    value = body.get(name, False)
+    if not isinstance(value, bool):
+        errors.append({"pointer": f"#/{name}", "detail": f"{name} must be true or false."})
+        return False
+    return value
+
+
+def _check_days(body: dict[str, Any], errors: list[dict[str, str]]) -> int | None:
+    if "endingWithinDays" not in body:
+        return None
+    value = body["endingWithinDays"]
+    # bool is a subclass of int in Python, and true is not a number of days.
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or not (0 <= value <= MAX_ENDING_WITHIN_DAYS)
+    ):
+        errors.append(
+            {
+                "pointer": "#/endingWithinDays",
+                "detail": f"endingWithinDays must be a whole number from 0 to "
+                f"{MAX_ENDING_WITHIN_DAYS}.",
+            }
+        )
+        return None
+    return value
 
 
 def _escape_pointer(name: str) -> str:
@@ -257,7 +322,7 @@ def error_response(
 ) -> ApiResponse:
     """Map an error raised by a job to its problem response. The detail never has a token."""
     if isinstance(exc, GraphNotFoundError):
-        target = f"definition {request.definition_id}"
+        target = f"definition {request.definition_id}" if request.definition_id else "definition"
         if request.instance_id:
             target = f"instance {request.instance_id} of {target}"
         return problem(

@@ -1,55 +1,64 @@
-"""The reminder jobs that both triggers run: one instance, one definition, or many definitions."""
+"""The reminder jobs that both triggers run: one instance, one definition, or many definitions.
+
+A job streams its targets instead of building whole-tenant lists: definitions are listed page
+by page, a bounded number of them have their instances listed at a time, and a fixed pool of
+workers takes each instance through the checks (status, end date, pending decisions) and the
+reminder. The Graph client batches the workers' requests and paces them for the whole process.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Coroutine, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeVar
 
+from .batch import MAX_BATCH_SIZE
 from .errors import (
     GraphError,
+    GraphNotFoundError,
     GraphPermissionError,
     GraphThrottledError,
     InstanceNotActiveError,
 )
-from .graph import STATUS_IN_PROGRESS, GraphClient, Instance
+from .graph import STATUS_IN_PROGRESS, Definition, GraphClient, Instance
 from .results import Outcome, ReminderResult
 
 logger = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
-
-
-def _failure(definition_id: str, instance_id: str | None, exc: GraphError) -> ReminderResult:
-    throttled = isinstance(exc, GraphThrottledError)
-    return ReminderResult(
-        definition_id,
-        instance_id,
-        Outcome.FAILED,
-        reason=exc.reason,
-        request_id=exc.request_id,
-        throttled=throttled,
-        retry_after_s=exc.retry_after_s if isinstance(exc, GraphThrottledError) else None,
-    )
-
-
-def _skip_inactive(instance: Instance) -> ReminderResult:
-    return ReminderResult(
-        instance.definition_id,
-        instance.id,
-        Outcome.SKIPPED,
-        reason=f"status is {instance.status}, not {STATUS_IN_PROGRESS}",
-    )
-
-
 _Job = Coroutine[Any, Any, _T]
+
+# Definitions whose instances are listed at once; their first pages share JSON batches.
+LISTING_CONCURRENCY = MAX_BATCH_SIZE
+SECONDS_PER_DAY = 86_400
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What a run reminds: filters, the pending check, and whether it sends at all."""
+
+    # Only instances whose endDateTime falls within this many days from now; None: all.
+    ending_within_days: int | None = None
+    # Resolve and check targets, report "wouldSend", and send nothing.
+    dry_run: bool = False
+    # Skip instances in which every reviewer has already decided.
+    pending_check: bool = True
+
+
+@dataclass(frozen=True)
+class _Target:
+    order: tuple[int, int]
+    definition: Definition
+    instance: Instance
 
 
 async def _gather(jobs: Iterable[_Job[_T]]) -> list[_T]:
     """Run the jobs concurrently. The first error cancels the rest and is re-raised.
 
-    Results keep the order of `jobs`. The Graph client bounds how many requests are in flight.
+    Results keep the order of `jobs`.
     """
     try:
         async with asyncio.TaskGroup() as group:
@@ -57,12 +66,6 @@ async def _gather(jobs: Iterable[_Job[_T]]) -> list[_T]:
     except BaseExceptionGroup as errors:
         raise _first_error(errors) from None
     return [task.result() for task in tasks]
-
-
-def _discard(jobs: Iterable[_Job[Any]]) -> None:
-    # Close coroutines that will never run, so Python does not warn that they were never awaited.
-    for job in jobs:
-        job.close()
 
 
 def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
@@ -74,118 +77,247 @@ def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
     return group.exceptions[0]
 
 
-async def send_reminder(graph: GraphClient, instance: Instance) -> ReminderResult:
-    """Send the reminder for one instance that is in progress, and report how it went.
-
-    Graph errors become a failed result, except a permission error: every other reminder
-    would fail the same way, so it stops the job.
-    """
+def _parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
     try:
-        request_id = await graph.send_reminder(instance.definition_id, instance.id)
-    except GraphPermissionError:
-        raise
-    except GraphError as exc:
-        logger.error(
-            "Reminder for instance %s of definition %s failed: %s",
-            instance.id,
-            instance.definition_id,
-            exc,
-            extra={
-                "definition_id": instance.definition_id,
-                "instance_id": instance.id,
-                "request_id": exc.request_id,
-            },
-        )
-        return _failure(instance.definition_id, instance.id, exc)
-    logger.debug(
-        "Reminded the reviewers of instance %s of definition %s",
-        instance.id,
-        instance.definition_id,
-        extra={"definition_id": instance.definition_id, "instance_id": instance.id},
-    )
-    return ReminderResult(instance.definition_id, instance.id, Outcome.SENT, request_id=request_id)
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
 
 
-async def remind_instance(
-    graph: GraphClient, definition_id: str, instance_id: str
+def _result(
+    definition: Definition | None,
+    definition_id: str,
+    instance: Instance | None,
+    outcome: Outcome,
+    **fields: Any,
 ) -> ReminderResult:
-    """Remind the reviewers of one instance, after checking that it is in progress.
-
-    Raises GraphNotFoundError when the instance or definition does not exist, and
-    InstanceNotActiveError, without calling sendReminder, when it is not in progress.
-    """
-    instance = await graph.get_instance(definition_id, instance_id)
-    if not instance.is_in_progress:
-        raise InstanceNotActiveError(instance.definition_id, instance.id, instance.status)
-    return await send_reminder(graph, instance)
-
-
-async def _remind_listed(
-    graph: GraphClient, instances: AsyncIterator[Instance]
-) -> list[ReminderResult]:
-    pending: list[_Job[ReminderResult]] = []
-    try:
-        async for instance in instances:
-            if instance.is_in_progress:
-                pending.append(send_reminder(graph, instance))
-            else:
-                # Graph filtered on status already, but an instance can end between list and send.
-                pending.append(_done(_skip_inactive(instance)))
-    except BaseException:
-        _discard(pending)
-        raise
-    return await _gather(pending)
+    return ReminderResult(
+        definition_id,
+        instance.id if instance else None,
+        outcome,
+        definition_display_name=(definition.display_name or None) if definition else None,
+        instance_end_date_time=instance.end_date_time if instance else None,
+        **fields,
+    )
 
 
-async def _done(result: ReminderResult) -> ReminderResult:
-    return result
+def _failure(
+    definition: Definition | None,
+    definition_id: str,
+    instance: Instance | None,
+    exc: GraphError,
+    prefix: str = "",
+) -> ReminderResult:
+    return _result(
+        definition,
+        definition_id,
+        instance,
+        Outcome.FAILED,
+        reason=prefix + exc.reason,
+        request_id=exc.request_id,
+        throttled=isinstance(exc, GraphThrottledError),
+        retry_after_s=exc.retry_after_s if isinstance(exc, GraphThrottledError) else None,
+    )
 
 
-async def remind_definition(graph: GraphClient, definition_id: str) -> list[ReminderResult]:
-    """Remind the reviewers of every in-progress instance of one definition.
+class ReminderRun:
+    """One run of reminders with fixed options, over one Graph client."""
 
-    Raises GraphNotFoundError when the definition does not exist.
-    """
-    return await _remind_listed(graph, graph.list_instances(definition_id))
+    def __init__(self, graph: GraphClient, options: RunOptions | None = None) -> None:
+        self._graph = graph
+        self._options = options or RunOptions()
+        self._started_at = graph.clock.time()
+        # Enough workers to fill every concurrency slot with a full batch, twice over.
+        self._workers = graph.max_concurrency * MAX_BATCH_SIZE * 2
 
+    def _check_end_date(self, instance: Instance) -> str | None:
+        days = self._options.ending_within_days
+        if days is None:
+            return None
+        end = _parse_time(instance.end_date_time)
+        if end is None:
+            return "its end date is unknown, so it cannot match endingWithinDays"
+        if end.timestamp() > self._started_at + days * SECONDS_PER_DAY:
+            return f"it ends {instance.end_date_time}, more than {days} day(s) from now"
+        return None
 
-async def _remind_definition_or_report(
-    graph: GraphClient, definition_id: str
-) -> list[ReminderResult]:
-    try:
-        return await remind_definition(graph, definition_id)
-    except GraphPermissionError:
-        raise
-    except GraphError as exc:
-        logger.error(
-            "Listing the instances of definition %s failed: %s",
-            definition_id,
-            exc,
-            extra={"definition_id": definition_id, "request_id": exc.request_id},
+    async def _check_pending(self, definition: Definition, instance: Instance) -> str | None:
+        pending = await self._graph.has_pending_decisions(
+            instance, multi_stage=definition.multi_stage
         )
-        return [_failure(definition_id, None, exc)]
+        if pending:
+            return None
+        if definition.multi_stage:
+            return "no pending decisions: every reviewer of the current stage has decided"
+        return "no pending decisions: every reviewer has decided"
+
+    async def process(self, definition: Definition, instance: Instance) -> ReminderResult:
+        """Take one instance through the checks and, unless it is a dry run, remind its reviewers.
+
+        Graph errors become a failed result, except a permission error: every other request
+        would fail the same way, so it stops the job.
+        """
+        if not instance.is_in_progress:
+            # Graph filtered on status already, but an instance can end between list and send.
+            reason = f"status is {instance.status}, not {STATUS_IN_PROGRESS}"
+            return _result(definition, definition.id, instance, Outcome.SKIPPED, reason=reason)
+        skip_reason = self._check_end_date(instance)
+        if skip_reason:
+            return _result(definition, definition.id, instance, Outcome.SKIPPED, reason=skip_reason)
+
+        try:
+            if self._options.pending_check:
+                skip_reason = await self._check_pending(definition, instance)
+                if skip_reason:
+                    return _result(
+                        definition, definition.id, instance, Outcome.SKIPPED, reason=skip_reason
+                    )
+            if self._options.dry_run:
+                return _result(definition, definition.id, instance, Outcome.WOULD_SEND)
+            request_id = await self._graph.send_reminder(definition.id, instance.id)
+        except GraphPermissionError:
+            raise
+        except GraphError as exc:
+            logger.error(
+                "Reminder for instance %s of definition %s failed: %s",
+                instance.id,
+                definition.id,
+                exc,
+                extra={
+                    "definition_id": definition.id,
+                    "instance_id": instance.id,
+                    "request_id": exc.request_id,
+                },
+            )
+            return _failure(definition, definition.id, instance, exc)
+
+        logger.debug(
+            "Reminded the reviewers of instance %s of definition %s",
+            instance.id,
+            definition.id,
+            extra={"definition_id": definition.id, "instance_id": instance.id},
+        )
+        return _result(definition, definition.id, instance, Outcome.SENT, request_id=request_id)
+
+    async def remind_instance(self, definition_id: str, instance_id: str) -> ReminderResult:
+        """Remind the reviewers of one instance, after checking that it is in progress.
+
+        Raises GraphNotFoundError when the instance or definition does not exist, and
+        InstanceNotActiveError, without calling sendReminder, when it is not in progress.
+        """
+        try:
+            # Both reads leave in one JSON batch.
+            async with asyncio.TaskGroup() as group:
+                definition_task = group.create_task(self._graph.get_definition(definition_id))
+                instance_task = group.create_task(
+                    self._graph.get_instance(definition_id, instance_id)
+                )
+        except BaseExceptionGroup as errors:
+            raise _first_error(errors) from None
+        definition, instance = definition_task.result(), instance_task.result()
+        if not instance.is_in_progress:
+            raise InstanceNotActiveError(instance.definition_id, instance.id, instance.status)
+        return await self.process(definition, instance)
+
+    async def remind_definition(self, definition_id: str) -> list[ReminderResult]:
+        """Remind the reviewers of every in-progress instance of one definition.
+
+        Raises GraphNotFoundError when the definition does not exist.
+        """
+        definition = await self._graph.get_definition(definition_id)
+        return await self._run(_one(definition))
+
+    async def remind_definitions(self, definition_ids: Sequence[str] = ()) -> list[ReminderResult]:
+        """Remind the reviewers of every in-progress instance of these definitions, or of all.
+
+        A definition that cannot be read becomes one failed result with no instance id, and the
+        others go on. Permission and token errors stop the whole job.
+        """
+        if definition_ids:
+            return await self._run(_many(definition_ids))
+        return await self._run(self._graph.list_definitions())
+
+    async def _run(self, definitions: AsyncIterator[Definition | str]) -> list[ReminderResult]:
+        queue: asyncio.Queue[_Target | None] = asyncio.Queue(maxsize=self._workers * 2)
+        results: list[tuple[tuple[int, int], ReminderResult]] = []
+        listing_slots = asyncio.Semaphore(LISTING_CONCURRENCY)
+
+        async def list_targets(position: int, source: Definition | str) -> None:
+            try:
+                definition = (
+                    source
+                    if isinstance(source, Definition)
+                    else await self._graph.get_definition(source)
+                )
+                position_in_definition = 0
+                async for instance in self._graph.list_instances(definition.id):
+                    position_in_definition += 1
+                    target = _Target((position, position_in_definition), definition, instance)
+                    await queue.put(target)
+            except GraphPermissionError:
+                raise
+            except GraphError as exc:
+                definition_id = source.id if isinstance(source, Definition) else source
+                prefix = "definition not found: " if isinstance(exc, GraphNotFoundError) else ""
+                logger.error(
+                    "Listing the instances of definition %s failed: %s",
+                    definition_id,
+                    exc,
+                    extra={"definition_id": definition_id, "request_id": exc.request_id},
+                )
+                known = source if isinstance(source, Definition) else None
+                results.append(((position, 0), _failure(known, definition_id, None, exc, prefix)))
+            finally:
+                listing_slots.release()
+
+        async def produce() -> None:
+            async with asyncio.TaskGroup() as listing:
+                position = 0
+                async for source in definitions:
+                    position += 1
+                    await listing_slots.acquire()
+                    listing.create_task(list_targets(position, source))
+            for _ in range(self._workers):
+                await queue.put(None)
+
+        async def work() -> None:
+            while (target := await queue.get()) is not None:
+                result = await self.process(target.definition, target.instance)
+                results.append((target.order, result))
+
+        await _gather([produce(), *(work() for _ in range(self._workers))])
+        results.sort(key=lambda pair: pair[0])
+        return [result for _, result in results]
 
 
-async def _iterate(ids: Sequence[str]) -> AsyncIterator[str]:
-    for definition_id in ids:
+async def _one(definition: Definition) -> AsyncIterator[Definition | str]:
+    yield definition
+
+
+async def _many(definition_ids: Sequence[str]) -> AsyncIterator[Definition | str]:
+    for definition_id in definition_ids:
         yield definition_id
 
 
-async def remind_definitions(
-    graph: GraphClient, definition_ids: Sequence[str] = ()
-) -> list[ReminderResult]:
-    """Remind the reviewers of every in-progress instance of these definitions, or of all.
+async def remind_instance(
+    graph: GraphClient, definition_id: str, instance_id: str, options: RunOptions | None = None
+) -> ReminderResult:
+    """Remind the reviewers of one instance; see ReminderRun.remind_instance."""
+    return await ReminderRun(graph, options).remind_instance(definition_id, instance_id)
 
-    A definition that cannot be read becomes one failed result with no instance id, and the
-    others go on. Permission and token errors stop the whole job.
-    """
-    source = _iterate(definition_ids) if definition_ids else graph.list_definition_ids()
-    jobs: list[_Job[list[ReminderResult]]] = []
-    try:
-        async for definition_id in source:
-            jobs.append(_remind_definition_or_report(graph, definition_id))
-    except BaseException:
-        _discard(jobs)
-        raise
-    batches = await _gather(jobs)
-    return [result for batch in batches for result in batch]
+
+async def remind_definition(
+    graph: GraphClient, definition_id: str, options: RunOptions | None = None
+) -> list[ReminderResult]:
+    """Remind every in-progress instance of one definition; see ReminderRun.remind_definition."""
+    return await ReminderRun(graph, options).remind_definition(definition_id)
+
+
+async def remind_definitions(
+    graph: GraphClient, definition_ids: Sequence[str] = (), options: RunOptions | None = None
+) -> list[ReminderResult]:
+    """Remind every in-progress instance of many definitions; see ReminderRun."""
+    return await ReminderRun(graph, options).remind_definitions(definition_ids)

@@ -18,6 +18,9 @@ GRAPH_RETRY_BUDGET_SECONDS = "GRAPH_RETRY_BUDGET_SECONDS"
 AZURE_CLIENT_ID = "AZURE_CLIENT_ID"
 REMINDER_SCHEDULE = "REMINDER_SCHEDULE"
 REMINDER_DEFINITION_IDS = "REMINDER_DEFINITION_IDS"
+REMINDER_ENDING_WITHIN_DAYS = "REMINDER_ENDING_WITHIN_DAYS"
+REMINDER_DRY_RUN = "REMINDER_DRY_RUN"
+REMINDER_PENDING_CHECK = "REMINDER_PENDING_CHECK"
 
 # Every app setting that the code or a binding expression reads. The infra tests check that the
 # Bicep sets each one, so a setting added here and forgotten in infra/ fails the build.
@@ -29,6 +32,9 @@ APP_SETTING_NAMES = (
     AZURE_CLIENT_ID,
     REMINDER_SCHEDULE,
     REMINDER_DEFINITION_IDS,
+    REMINDER_ENDING_WITHIN_DAYS,
+    REMINDER_DRY_RUN,
+    REMINDER_PENDING_CHECK,
 )
 
 DEFAULT_GRAPH_ENDPOINT = "https://graph.microsoft.com"
@@ -36,6 +42,7 @@ DEFAULT_GRAPH_MAX_CONCURRENCY = 4
 DEFAULT_GRAPH_TIMEOUT_S = 30.0
 DEFAULT_GRAPH_RETRY_BUDGET_S = 45.0
 
+MAX_ENDING_WITHIN_DAYS = 365
 MAX_GRAPH_CONCURRENCY = 32
 MAX_GRAPH_TIMEOUT_S = 120.0
 # Power Automate gives up on an HTTP action after 120 s, so one request's retries must end sooner.
@@ -100,6 +107,18 @@ def _parse_number(
     return float(raw)
 
 
+def _parse_bool(environ: Mapping[str, str], name: str, default: bool, problems: list[str]) -> bool:
+    raw = environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("true", "1", "yes"):
+        return True
+    if raw in ("false", "0", "no"):
+        return False
+    problems.append(f"{name} must be true or false, got {environ[name]!r}")
+    return default
+
+
 def _parse_definition_ids(raw: str, problems: list[str]) -> tuple[str, ...]:
     ids: list[str] = []
     for item in raw.split(","):
@@ -126,6 +145,12 @@ class Settings:
     max_concurrency: int = DEFAULT_GRAPH_MAX_CONCURRENCY
     timeout_s: float = DEFAULT_GRAPH_TIMEOUT_S
     retry_budget_s: float = DEFAULT_GRAPH_RETRY_BUDGET_S
+    # Timer only: instances must end within this many days; None covers every end date.
+    ending_within_days: int | None = None
+    # Timer only: report what would be sent, and send nothing.
+    dry_run: bool = False
+    # Both triggers: skip instances in which every reviewer has decided.
+    pending_check: bool = True
 
     @property
     def graph_scope(self) -> str:
@@ -178,6 +203,22 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         problems=problems,
     )
 
+    ending_within_days = None
+    if env.get(REMINDER_ENDING_WITHIN_DAYS, "").strip():
+        ending_within_days = int(
+            _parse_number(
+                env,
+                REMINDER_ENDING_WITHIN_DAYS,
+                0,
+                minimum=0,
+                maximum=MAX_ENDING_WITHIN_DAYS,
+                integer=True,
+                problems=problems,
+            )
+        )
+    dry_run = _parse_bool(env, REMINDER_DRY_RUN, False, problems)
+    pending_check = _parse_bool(env, REMINDER_PENDING_CHECK, True, problems)
+
     if problems:
         raise ConfigurationError(problems)
     return Settings(
@@ -187,4 +228,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         max_concurrency=int(max_concurrency),
         timeout_s=timeout_s,
         retry_budget_s=retry_budget_s,
+        ending_within_days=ending_within_days,
+        dry_run=dry_run,
+        pending_check=pending_check,
     )

@@ -91,8 +91,8 @@ def test_bad_definition_id_rejected(value: object) -> None:
 
 
 def test_unknown_fields_each_reported() -> None:
-    body = json.dumps({"definitionId": DEF, "force": True, "a/b": 1}).encode()
-    assert pointers(reject(body)) == ["#/force", "#/a~1b"]
+    body = json.dumps({"definitionId": DEF, "notify": True, "a/b": 1}).encode()
+    assert pointers(reject(body)) == ["#/notify", "#/a~1b"]
 
 
 def test_every_problem_reported_at_once() -> None:
@@ -136,7 +136,7 @@ def result(outcome: Outcome, **fields: object) -> ReminderResult:
 def test_all_sent_is_200() -> None:
     response = results_response([result(Outcome.SENT, request_id="r")])
     assert response.status == 200
-    assert response.body["summary"] == {"sent": 1, "skipped": 0, "failed": 0}
+    assert response.body["summary"] == {"sent": 1, "skipped": 0, "failed": 0, "wouldSend": 0}
     assert response.body["results"][0] == {
         "definitionId": DEF,
         "instanceId": INST,
@@ -203,3 +203,63 @@ def test_permission_problem_names_role_and_delay() -> None:
     assert "AccessReview.ReadWrite.All" in body["detail"]
     assert "24 hours" in body["detail"]
     assert body["requestId"] == "r1"
+
+
+# Scope and options
+
+
+def parse(body: dict[str, object]) -> ReminderRequest:
+    return parse_reminder_request(json.dumps(body).encode(), "application/json")
+
+
+def test_all_definitions_accepted() -> None:
+    request = parse({"allDefinitions": True})
+    assert request.all_definitions
+    assert request.definition_id is None
+
+
+def test_all_definitions_false_needs_definition() -> None:
+    assert pointers(reject(json.dumps({"allDefinitions": False}).encode())) == ["#/definitionId"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"allDefinitions": True, "definitionId": DEF},
+        {"allDefinitions": True, "instanceId": INST},
+    ],
+)
+def test_both_scopes_rejected(body: dict[str, object]) -> None:
+    assert pointers(reject(json.dumps(body).encode())) == ["#/allDefinitions"]
+
+
+@pytest.mark.parametrize("value", [1, "true", None, 0])
+def test_all_definitions_must_be_boolean(value: object) -> None:
+    body = json.dumps({"allDefinitions": value, "definitionId": DEF}).encode()
+    assert "#/allDefinitions" in pointers(reject(body))
+
+
+def test_options_parsed() -> None:
+    request = parse({"definitionId": DEF, "endingWithinDays": 7, "dryRun": True, "force": True})
+    assert request.ending_within_days == 7
+    assert request.dry_run is True
+    assert request.force is True
+
+
+@pytest.mark.parametrize("value", [-1, 366, 7.0, 7.5, "7", True, None, [7]])
+def test_ending_within_days_rejected(value: object) -> None:
+    body = json.dumps({"definitionId": DEF, "endingWithinDays": value}).encode()
+    assert pointers(reject(body)) == ["#/endingWithinDays"]
+
+
+@pytest.mark.parametrize("name", ["dryRun", "force"])
+@pytest.mark.parametrize("value", [1, "yes", None])
+def test_flags_must_be_boolean(name: str, value: object) -> None:
+    body = json.dumps({"definitionId": DEF, name: value}).encode()
+    assert pointers(reject(body)) == [f"#/{name}"]
+
+
+def test_would_send_counted() -> None:
+    response = results_response([result(Outcome.WOULD_SEND)])
+    assert response.status == 200
+    assert response.body["summary"] == {"sent": 0, "skipped": 0, "failed": 0, "wouldSend": 1}

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from review_reminders.errors import ConfigurationError
@@ -120,3 +123,42 @@ def test_is_guid_rejects_lookalikes(value: str) -> None:
 
 def test_app_setting_names_unique() -> None:
     assert len(set(APP_SETTING_NAMES)) == len(APP_SETTING_NAMES)
+
+
+def test_sample_settings_list_every_setting() -> None:
+    path = Path(__file__).resolve().parent.parent / "local.settings.sample.json"
+    values = json.loads(path.read_text(encoding="utf-8"))["Values"]
+    for name in APP_SETTING_NAMES:
+        assert name in values, name
+
+
+def test_sample_settings_load() -> None:
+    path = Path(__file__).resolve().parent.parent / "local.settings.sample.json"
+    values = json.loads(path.read_text(encoding="utf-8"))["Values"]
+    settings = load_settings(values)
+    assert settings.pending_check is True
+    assert settings.dry_run is False
+    assert settings.ending_within_days is None
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("True", True), ("false", False), ("1", True)])
+def test_dry_run_parsed(raw: str, expected: bool) -> None:
+    assert load_settings({"REMINDER_DRY_RUN": raw}).dry_run is expected
+
+
+def test_ending_within_days_parsed() -> None:
+    assert load_settings({"REMINDER_ENDING_WITHIN_DAYS": "7"}).ending_within_days == 7
+
+
+@pytest.mark.parametrize(
+    ("name", "raw"),
+    [
+        ("REMINDER_ENDING_WITHIN_DAYS", "366"),
+        ("REMINDER_ENDING_WITHIN_DAYS", "-1"),
+        ("REMINDER_DRY_RUN", "maybe"),
+        ("REMINDER_PENDING_CHECK", "off"),
+    ],
+)
+def test_reminder_options_rejected(name: str, raw: str) -> None:
+    with pytest.raises(ConfigurationError, match=name):
+        load_settings({name: raw})
