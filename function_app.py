@@ -63,6 +63,7 @@ async def remind_reviewers(req: func.HttpRequest, context: func.Context) -> func
         request = http_api.parse_reminder_request(req.get_body(), req.headers.get("content-type"))
     except http_api.InvalidRequestError as exc:
         logger.info("Rejected a reminder request: %s", exc, extra={"invocation_id": invocation_id})
+        exc.response.body["instance"] = f"urn:uuid:{invocation_id}"
         return _to_http(exc.response)
 
     ids = {"definition_id": request.definition_id, "instance_id": request.instance_id}

@@ -60,7 +60,7 @@ param graphMaxConcurrency int = 4
 
 @description('Optional. Timeout of one Graph request in seconds (GRAPH_TIMEOUT_SECONDS).')
 @minValue(1)
-@maxValue(120)
+@maxValue(60)
 param graphTimeoutSeconds int = 30
 
 @description('Optional. Seconds that the retries of one Graph request may take in total (GRAPH_RETRY_BUDGET_SECONDS).')

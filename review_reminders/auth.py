@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from typing import TYPE_CHECKING, Protocol
 
 from .errors import TokenError
@@ -17,6 +18,9 @@ logger = logging.getLogger(__name__)
 # Fetch a new token this long before the cached one expires, so that no request carries a token
 # that expires in flight. Managed-identity tokens live for hours, so this costs little.
 TOKEN_REFRESH_MARGIN_S = 300.0
+# A token request that takes longer fails, so that a stalled identity endpoint cannot hold a
+# request (and every other one waiting for the token) for minutes.
+TOKEN_TIMEOUT_S = 20.0
 
 
 class TokenSource(Protocol):
@@ -74,9 +78,28 @@ class ManagedIdentityTokenProvider:
         async with self._lock:
             token = self._token
             if token is None or not self._is_fresh(token):
-                token = await asyncio.to_thread(self._fetch)
+                token = await self._fetch_with_timeout()
                 self._token = token
         return token.token
+
+    async def _fetch_with_timeout(self) -> AccessToken:
+        # NOTE: a timed-out fetch keeps its worker thread until the credential's own HTTP
+        # timeout ends it; the caller gets its error at once all the same.
+        try:
+            return await asyncio.wait_for(asyncio.to_thread(self._fetch), TOKEN_TIMEOUT_S)
+        except TimeoutError:
+            logger.warning(
+                "Token request for %s timed out after %.0f s with the %s",
+                self._scope,
+                TOKEN_TIMEOUT_S,
+                self.identity,
+                extra={"scope": self._scope, "client_id": self._client_id},
+            )
+            raise TokenError(
+                self.identity,
+                self._scope,
+                f"the managed identity endpoint did not answer within {TOKEN_TIMEOUT_S:.0f} s",
+            ) from None
 
     def _fetch(self) -> AccessToken:
         from azure.core.exceptions import AzureError
@@ -84,7 +107,8 @@ class ManagedIdentityTokenProvider:
         credential = self._get_credential()
         try:
             token = credential.get_token(self._scope)
-        except AzureError as exc:
+        except (AzureError, ValueError) as exc:
+            # ValueError: an endpoint that answers 200 with something other than a token.
             logger.warning(
                 "Token request for %s failed with the %s: %s",
                 self._scope,
@@ -92,7 +116,7 @@ class ManagedIdentityTokenProvider:
                 type(exc).__name__,
                 extra={"scope": self._scope, "client_id": self._client_id},
             )
-            raise TokenError(self.identity, self._scope, _first_line(exc)) from exc
+            raise TokenError(self.identity, self._scope, _redact(_first_line(exc))) from exc
         logger.info(
             "Got a token for %s from the %s",
             self._scope,
@@ -115,6 +139,12 @@ class ManagedIdentityTokenProvider:
         close = getattr(credential, "close", None)
         if close is not None:
             await asyncio.to_thread(close)
+
+
+def _redact(text: str) -> str:
+    # The identity endpoint's messages reach HTTP callers, so its secret header must not.
+    secret = os.environ.get("IDENTITY_HEADER", "")
+    return text.replace(secret, "***") if len(secret) >= 8 else text
 
 
 def _first_line(exc: BaseException) -> str:

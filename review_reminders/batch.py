@@ -52,7 +52,7 @@ def _status_phrase(status: int) -> str:
         return ""
 
 
-def _reply_of(item: dict[str, Any]) -> Reply | None:
+def _reply_of(item: dict[str, Any], batch_request_id: str | None) -> Reply | None:
     status = item.get("status")
     if not isinstance(status, int):
         return None
@@ -62,7 +62,15 @@ def _reply_of(item: dict[str, Any]) -> Reply | None:
         if isinstance(raw_headers, dict)
         else {}
     )
+    # Entries seldom carry their own request-id; the batch's finds them in Graph's logs.
+    if batch_request_id and "request-id" not in headers:
+        headers["request-id"] = batch_request_id
     return Reply(status, headers, item.get("body"), _status_phrase(status))
+
+
+def _describe_briefly(error: GraphError) -> str:
+    status = f"{error.status} {error.code}".strip() if error.status else ""
+    return ": ".join(part for part in (status, error.graph_message) if part) or "no response"
 
 
 @dataclass
@@ -136,13 +144,18 @@ class Batcher:
         except GraphError as exc:
             self._fall_back(entries, exc)
             return
+        except Exception as exc:
+            # A token error, or a bug: every caller must learn of it, or it would wait forever.
+            for entry in entries:
+                self._fail(entry, exc)
+            return
         finally:
             self.client.slots.release()
 
         responses = reply.body.get("responses") if isinstance(reply.body, dict) else None
         by_id: dict[str, Reply] = {}
         for item in responses if isinstance(responses, list) else []:
-            if isinstance(item, dict) and (sub_reply := _reply_of(item)) is not None:
+            if isinstance(item, dict) and (sub_reply := _reply_of(item, reply.request_id)):
                 by_id[str(item.get("id"))] = sub_reply
         missing: list[_Entry] = []
         for index, entry in enumerate(entries):
@@ -215,9 +228,9 @@ class Batcher:
             error.status is not None and 400 <= error.status < 500
         )
         logger.warning(
-            "A Graph batch of %d requests failed (%s); sending its reads one by one",
+            "A Graph batch of %d requests failed (%s). Its reads are sent again one by one",
             len(entries),
-            error.reason,
+            _describe_briefly(error),
             extra={"request_id": error.request_id},
         )
         for entry in entries:
@@ -227,7 +240,7 @@ class Batcher:
                 self._fail(
                     entry,
                     GraphUnknownOutcomeError(
-                        f"the batch that carried it failed ({error.reason})",
+                        f"the batch that carried it failed ({_describe_briefly(error)})",
                         method=entry.method,
                         url=self.client.root + entry.path,
                         request_id=error.request_id,
@@ -237,7 +250,7 @@ class Batcher:
     async def _send_directly(self, entry: _Entry) -> None:
         try:
             reply = await self.client.request(entry.method, self.client.root + entry.path)
-        except GraphError as exc:
+        except Exception as exc:
             self._fail(entry, exc)
         else:
             if not entry.future.done():

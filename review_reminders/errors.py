@@ -21,6 +21,7 @@ original exception as `__cause__`. No message contains a token or an Authorizati
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 REQUIRED_PERMISSION = "AccessReview.ReadWrite.All"
@@ -33,7 +34,13 @@ def strip_query(url: str) -> str:
 
 
 class ReminderError(Exception):
-    """Base class of every error this package raises on purpose."""
+    """Base class of every error this package raises on purpose.
+
+    A job that stops on this error after sending some reminders sets `partial_results`, so
+    that the caller still learns what was sent.
+    """
+
+    partial_results: list[Any] | None = None
 
 
 class ConfigurationError(ReminderError):
@@ -72,14 +79,17 @@ class InstanceNotActiveError(ReminderError):
 
 
 class RunFailedError(ReminderError):
-    """A run tried every target, and some reminders failed. `failed` lists their ids."""
+    """A run tried every target, and some failed. `failed` lists their ids.
+
+    A target is an instance, or a whole definition whose instances could not be listed.
+    """
 
     def __init__(self, failed: list[str], total: int) -> None:
         self.failed = list(failed)
         shown = ", ".join(self.failed[:20])
         more = f" and {len(self.failed) - 20} more" if len(self.failed) > 20 else ""
         super().__init__(
-            f"{len(self.failed)} of {total} reminders failed: {shown}{more}. "
+            f"{len(self.failed)} of {total} targets failed: {shown}{more}. "
             "The log has the cause and Graph request-id of each."
         )
 
@@ -141,6 +151,11 @@ class GraphPermissionError(GraphError):
     """Graph rejected the app's token, so the identity lacks the app role or the token is stale."""
 
     def _hint(self) -> str:
+        if self.status == 401:
+            return (
+                "Graph rejected the app's token: it may have expired, or have been issued for "
+                "another cloud than GRAPH_ENDPOINT. Check GRAPH_ENDPOINT and the identity."
+            )
         return (
             "The function app's managed identity needs the Microsoft Graph application "
             f"permission {REQUIRED_PERMISSION}. A new grant can take up to 24 hours to reach "

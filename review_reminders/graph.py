@@ -235,6 +235,7 @@ class GraphClient:
         batching: bool = True,
     ) -> None:
         self.root = f"{settings.graph_endpoint}/{API_VERSION}"
+        self._timeout_s = settings.timeout_s
         self._origin = urlsplit(settings.graph_endpoint)[:2]
         self._tokens = tokens
         self.clock = clock or SystemClock()
@@ -278,15 +279,21 @@ class GraphClient:
         *,
         paced_count: int,
         hold_slot: bool,
+        timeout_s: float,
     ) -> httpx.Response:
         token = await self._tokens.get_token()
         headers = {"Authorization": f"Bearer {token}", "client-request-id": client_request_id}
+        timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, DEFAULT_CONNECT_TIMEOUT_S))
         if not hold_slot:
             await self.pacer.acquire(paced_count)
-            return await self._http.request(method, url, json=json_body, headers=headers)
+            return await self._http.request(
+                method, url, json=json_body, headers=headers, timeout=timeout
+            )
         async with self.slots:
             await self.pacer.acquire(paced_count)
-            return await self._http.request(method, url, json=json_body, headers=headers)
+            return await self._http.request(
+                method, url, json=json_body, headers=headers, timeout=timeout
+            )
 
     async def request(
         self,
@@ -308,6 +315,8 @@ class GraphClient:
         while True:
             attempt += 1
             client_request_id = str(uuid.uuid4())
+            # Retries are cut short so that the whole request ends within the retry budget.
+            elapsed_s = self.clock.monotonic() - started if attempt > 1 else 0.0
             try:
                 response = await self._send_once(
                     method,
@@ -316,6 +325,7 @@ class GraphClient:
                     client_request_id,
                     paced_count=paced_count,
                     hold_slot=hold_slot,
+                    timeout_s=self.retry.attempt_timeout(self._timeout_s, elapsed_s),
                 )
             except httpx.TransportError as exc:
                 if method != "GET" and not isinstance(exc, _NOT_SENT_ERRORS):
@@ -418,8 +428,12 @@ class GraphClient:
         """Yield every access review definition in the tenant, skipping items without a GUID id."""
         async for item in self.iter_collection(DEFINITIONS_PATH):
             definition = Definition.from_graph(item)
-            if definition is not None:
-                yield definition
+            if definition is None:
+                logger.error(
+                    "Skipped a definition whose id is not a GUID: %r", str(item.get("id"))[:64]
+                )
+                continue
+            yield definition
 
     async def list_definition_ids(self) -> AsyncIterator[str]:
         """Yield the id of every access review definition in the tenant."""

@@ -47,6 +47,10 @@ EXAMPLE_BODY = (
     '{"definitionId": "<GUID>", "instanceId": "<GUID, optional>"} or {"allDefinitions": true}'
 )
 MAX_ENDING_WITHIN_DAYS = 365
+# Unknown field names are echoed back in errors at most this long.
+MAX_ECHOED_NAME_CHARS = 64
+# Retry-After passed on to callers is capped, whatever Graph said.
+MAX_RETRY_AFTER_S = 3600
 
 
 @dataclass(frozen=True)
@@ -74,7 +78,8 @@ class ApiResponse:
     headers: dict[str, str] = field(default_factory=dict)
 
     def encode(self) -> bytes:
-        return json.dumps(self.body, ensure_ascii=False).encode("utf-8")
+        # ASCII escapes: a lone surrogate echoed from a request cannot break the encoding.
+        return json.dumps(self.body, ensure_ascii=True).encode("ascii")
 
 
 class InvalidRequestError(Exception):
@@ -167,6 +172,9 @@ def _decode_json(body: bytes, content_type: str | None) -> Any:
         ) from None
     except RecursionError:
         raise _invalid("The JSON body is nested too deeply.") from None
+    except ValueError:
+        # Python refuses integers of more than 4300 digits.
+        raise _invalid("The JSON body contains a number that is too long.") from None
 
 
 def _check_id(body: dict[str, Any], name: str, errors: list[dict[str, str]]) -> str | None:
@@ -198,8 +206,8 @@ def parse_reminder_request(body: bytes, content_type: str | None) -> ReminderReq
         if name not in REQUEST_FIELDS:
             errors.append(
                 {
-                    "pointer": f"#/{_escape_pointer(name)}",
-                    "detail": f"Unknown field {name!r}. Accepted fields: "
+                    "pointer": f"#/{_escape_pointer(name[:MAX_ECHOED_NAME_CHARS])}",
+                    "detail": f"Unknown field {name[:MAX_ECHOED_NAME_CHARS]!r}. Accepted fields: "
                     + ", ".join(REQUEST_FIELDS)
                     + ".",
                 }
@@ -314,7 +322,20 @@ def results_response(
 
 
 def _retry_after_header(seconds: float | None) -> str:
-    return str(max(1, math.ceil(seconds)) if seconds else DEFAULT_RETRY_AFTER_S)
+    if not seconds:
+        return str(DEFAULT_RETRY_AFTER_S)
+    return str(min(MAX_RETRY_AFTER_S, max(1, math.ceil(seconds))))
+
+
+def _partial_members(exc: BaseException) -> dict[str, Any]:
+    # A job stopped midway still tells the caller what it sent, so a retry can leave those out.
+    results = getattr(exc, "partial_results", None)
+    if not results:
+        return {}
+    return {
+        "summary": Summary.of(results).to_dict(),
+        "results": [result.to_dict() for result in results],
+    }
 
 
 def error_response(
@@ -342,14 +363,18 @@ def error_response(
             invocation_id=invocation_id,
             instanceStatus=exc.status,
         )
+    partial = _partial_members(exc)
     if isinstance(exc, GraphPermissionError):
         return problem(
             502,
             "graph-permission-denied",
-            f"Graph denied the app; it needs {REQUIRED_PERMISSION}",
+            f"Graph denied the app; it needs {REQUIRED_PERMISSION}"
+            if exc.status == 403
+            else "Graph rejected the app's token",
             str(exc),
             invocation_id=invocation_id,
             requestId=exc.request_id,
+            **partial,
         )
     if isinstance(exc, TokenError):
         return problem(
@@ -358,6 +383,7 @@ def error_response(
             "The managed identity did not issue a token",
             str(exc),
             invocation_id=invocation_id,
+            **partial,
         )
     if isinstance(exc, GraphThrottledError):
         retry_after = _retry_after_header(exc.retry_after_s)

@@ -22,9 +22,11 @@ from .errors import (
     GraphPermissionError,
     GraphThrottledError,
     InstanceNotActiveError,
+    TokenError,
 )
 from .graph import STATUS_IN_PROGRESS, Definition, GraphClient, Instance
 from .results import Outcome, ReminderResult
+from .settings import is_guid
 
 logger = logging.getLogger(__name__)
 
@@ -123,6 +125,22 @@ def _failure(
     )
 
 
+def _invalid_id(definition: Definition, instance: Instance) -> ReminderResult:
+    logger.error(
+        "Graph listed an instance of definition %s whose id is not a GUID: %r",
+        definition.id,
+        instance.id[:64],
+        extra={"definition_id": definition.id},
+    )
+    return ReminderResult(
+        definition.id,
+        instance.id[:64],
+        Outcome.FAILED,
+        reason="Graph listed this instance with an id that is not a GUID, so it was not reminded",
+        definition_display_name=definition.display_name or None,
+    )
+
+
 class ReminderRun:
     """One run of reminders with fixed options, over one Graph client."""
 
@@ -132,6 +150,9 @@ class ReminderRun:
         self._started_at = graph.clock.time()
         # Enough workers to fill every concurrency slot with a full batch, twice over.
         self._workers = graph.max_concurrency * MAX_BATCH_SIZE * 2
+        # Set when Graph denies the app or no token can be had: every later request would
+        # fail the same way, so no new work starts, while requests in flight still report.
+        self._stop: GraphPermissionError | TokenError | None = None
 
     def _check_end_date(self, instance: Instance) -> str | None:
         days = self._options.ending_within_days
@@ -244,6 +265,8 @@ class ReminderRun:
         queue: asyncio.Queue[_Target | None] = asyncio.Queue(maxsize=self._workers * 2)
         results: list[tuple[tuple[int, int], ReminderResult]] = []
         listing_slots = asyncio.Semaphore(LISTING_CONCURRENCY)
+        # Graph can list an item twice when its pages shift during a run; remind it once.
+        seen: set[tuple[str, str]] = set()
 
         async def list_targets(position: int, source: Definition | str) -> None:
             try:
@@ -254,11 +277,20 @@ class ReminderRun:
                 )
                 position_in_definition = 0
                 async for instance in self._graph.list_instances(definition.id):
+                    if self._stop is not None:
+                        return
+                    key = (definition.id, instance.id)
+                    if key in seen:
+                        continue
+                    if not is_guid(instance.id):
+                        results.append(((position, 0), _invalid_id(definition, instance)))
+                        continue
+                    seen.add(key)
                     position_in_definition += 1
                     target = _Target((position, position_in_definition), definition, instance)
                     await queue.put(target)
-            except GraphPermissionError:
-                raise
+            except (GraphPermissionError, TokenError) as exc:
+                self._stop = self._stop or exc
             except GraphError as exc:
                 definition_id = source.id if isinstance(source, Definition) else source
                 prefix = "definition not found: " if isinstance(exc, GraphNotFoundError) else ""
@@ -274,23 +306,51 @@ class ReminderRun:
                 listing_slots.release()
 
         async def produce() -> None:
-            async with asyncio.TaskGroup() as listing:
-                position = 0
-                async for source in definitions:
-                    position += 1
-                    await listing_slots.acquire()
-                    listing.create_task(list_targets(position, source))
-            for _ in range(self._workers):
-                await queue.put(None)
+            listed: set[str] = set()
+            try:
+                async with asyncio.TaskGroup() as listing:
+                    position = 0
+                    async for source in definitions:
+                        definition_id = source.id if isinstance(source, Definition) else source
+                        if self._stop is not None:
+                            break
+                        if definition_id in listed:
+                            continue
+                        listed.add(definition_id)
+                        position += 1
+                        await listing_slots.acquire()
+                        listing.create_task(list_targets(position, source))
+            except (GraphPermissionError, TokenError) as exc:
+                self._stop = self._stop or exc
+            finally:
+                for _ in range(self._workers):
+                    await queue.put(None)
 
         async def work() -> None:
             while (target := await queue.get()) is not None:
-                result = await self.process(target.definition, target.instance)
+                if self._stop is not None:
+                    continue
+                try:
+                    result = await self.process(target.definition, target.instance)
+                except (GraphPermissionError, TokenError) as exc:
+                    self._stop = self._stop or exc
+                    result = _result(
+                        target.definition,
+                        target.definition.id,
+                        target.instance,
+                        Outcome.FAILED,
+                        reason=str(exc),
+                        request_id=exc.request_id if isinstance(exc, GraphError) else None,
+                    )
                 results.append((target.order, result))
 
         await _gather([produce(), *(work() for _ in range(self._workers))])
         results.sort(key=lambda pair: pair[0])
-        return [result for _, result in results]
+        ordered = [result for _, result in results]
+        if self._stop is not None:
+            self._stop.partial_results = ordered
+            raise self._stop
+        return ordered
 
 
 async def _one(definition: Definition) -> AsyncIterator[Definition | str]:

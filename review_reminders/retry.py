@@ -12,6 +12,11 @@ from typing import Protocol
 
 RETRY_WAIT_INITIAL_S = 0.5
 RETRY_WAIT_MAX_S = 8.0
+# A Retry-After shorter than this (0, or a date already past through clock skew) is read as
+# "no hint", so that backoff applies instead of retrying at once in a tight loop.
+RETRY_AFTER_MIN_S = 0.1
+# Attempts of one request at most, whatever the budget leaves room for.
+RETRY_MAX_ATTEMPTS = 10
 
 
 class Clock(Protocol):
@@ -88,7 +93,18 @@ class RetryPolicy:
         self, attempt: int, retry_after_s: float | None, elapsed_s: float
     ) -> float | None:
         """Return the wait before retry `attempt`, or None when it would overrun the budget."""
-        wait = retry_after_s if retry_after_s is not None else self.backoff(attempt)
+        if attempt >= RETRY_MAX_ATTEMPTS:
+            return None
+        if retry_after_s is not None and retry_after_s >= RETRY_AFTER_MIN_S:
+            wait = retry_after_s
+        else:
+            wait = self.backoff(attempt)
         if elapsed_s + wait > self.budget_s:
             return None
         return wait
+
+    def attempt_timeout(self, timeout_s: float, elapsed_s: float) -> float:
+        """Cut a retry's timeout so that it ends by the budget; the first attempt gets it whole."""
+        if elapsed_s <= 0:
+            return timeout_s
+        return max(RETRY_AFTER_MIN_S, min(timeout_s, self.budget_s - elapsed_s))

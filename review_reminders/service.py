@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 
 from . import runtime
-from .errors import RunFailedError
+from .errors import ReminderError, RunFailedError
 from .http_api import ReminderRequest
 from .jobs import ReminderRun, RunOptions
 from .results import Outcome, ReminderResult, Summary
@@ -66,7 +66,17 @@ async def run_schedule(past_due: bool) -> list[ReminderResult]:
         pending_check=settings.pending_check,
     )
     run = ReminderRun(runtime.get_graph_client(), options)
-    results = await run.remind_definitions(settings.definition_ids)
+    try:
+        results = await run.remind_definitions(settings.definition_ids)
+    except ReminderError as exc:
+        partial = Summary.of(exc.partial_results or [])
+        logger.error(
+            "Scheduled reminder run stopped after %d sent: %s",
+            partial.sent,
+            exc,
+            extra={**partial.to_dict(), "error": type(exc).__name__},
+        )
+        raise
 
     summary = Summary.of(results)
     failed = failed_ids(results)

@@ -44,7 +44,7 @@ DEFAULT_GRAPH_RETRY_BUDGET_S = 45.0
 
 MAX_ENDING_WITHIN_DAYS = 365
 MAX_GRAPH_CONCURRENCY = 32
-MAX_GRAPH_TIMEOUT_S = 120.0
+MAX_GRAPH_TIMEOUT_S = 60.0
 # Power Automate gives up on an HTTP action after 120 s, so one request's retries must end sooner.
 MAX_GRAPH_RETRY_BUDGET_S = 100.0
 
@@ -72,7 +72,15 @@ def _parse_graph_endpoint(raw: str, problems: list[str]) -> str:
     value = raw.strip().rstrip("/")
     parts = urlsplit(value)
     host = parts.hostname or ""
-    if parts.scheme not in ("https", "http") or not host:
+    try:
+        parts.port  # noqa: B018  # raises ValueError for a port that is not a number in range
+    except ValueError:
+        host = ""
+    if "?" in value or "#" in value:
+        problems.append(
+            f"{GRAPH_ENDPOINT} must be the service root with no query or fragment, got {raw!r}"
+        )
+    elif parts.scheme not in ("https", "http") or not host:
         problems.append(f"{GRAPH_ENDPOINT} must be an absolute https URL, got {raw!r}")
     elif parts.scheme == "http" and not _is_loopback(host):
         problems.append(

@@ -14,6 +14,7 @@ from review_reminders.errors import (
     GraphNotFoundError,
     GraphPermissionError,
     GraphUnknownOutcomeError,
+    TokenError,
 )
 from review_reminders.graph import GraphClient, instance_path
 from review_reminders.settings import Settings
@@ -203,3 +204,17 @@ async def test_missing_entry_read_resent(clock: FakeClock) -> None:
     reply = await graph.call("GET", f"/identityGovernance/accessReviews/definitions/{DEF}")
     assert reply.status == 200
     assert len(fake.direct) == 1
+
+
+async def test_token_error_reaches_every_caller(clock: FakeClock) -> None:
+    class FailingToken:
+        async def get_token(self) -> str:
+            raise TokenError("system-assigned managed identity", "scope", "down")
+
+    settings = Settings(graph_endpoint=ENDPOINT)
+    http = httpx.AsyncClient(transport=httpx.MockTransport(FakeGraph(clock).handle))
+    graph = GraphClient(settings, FailingToken(), http=http, clock=clock)
+    results = await asyncio.gather(
+        *(graph.call("POST", remind_path(n)) for n in range(3)), return_exceptions=True
+    )
+    assert all(isinstance(result, TokenError) for result in results)

@@ -32,6 +32,7 @@ from emulators.sample import (
     PRIVILEGED_IN_PROGRESS_INSTANCE_ID,
     PRIVILEGED_ROLE_DEFINITION_ID,
     SAMPLE_IN_PROGRESS_INSTANCES,
+    SAMPLE_PENDING_INSTANCES,
 )
 from review_reminders import runtime
 from review_reminders.errors import RunFailedError
@@ -128,8 +129,22 @@ def body_of(response: func.HttpResponse) -> dict[str, Any]:
     return data
 
 
+def graph_calls(emu: Emulators) -> list[str]:
+    """List the Graph API calls, batched or direct, leaving out the $batch envelopes."""
+    return [
+        f"{request.method} {request.path}"
+        for request in emu.graph.requests
+        if not request.path.endswith("/$batch")
+    ]
+
+
 def posts(emu: Emulators) -> list[str]:
-    return [request.path for request in emu.graph.requests if request.method == "POST"]
+    """List the sendReminder calls Graph received, batched or direct."""
+    return [
+        request.path
+        for request in emu.graph.requests
+        if request.method == "POST" and request.path.endswith("/sendReminder")
+    ]
 
 
 # Registration and import
@@ -181,7 +196,7 @@ async def test_definition_reminds_every_in_progress(emulators: Emulators) -> Non
     response = await call_http({"definitionId": GUEST_REVIEW_DEFINITION_ID})
     body = body_of(response)
     assert response.status_code == 200
-    assert body["summary"] == {"sent": 5, "skipped": 0, "failed": 0}
+    assert body["summary"] == {"sent": 5, "skipped": 0, "failed": 0, "wouldSend": 0}
     assert sorted(emulators.graph.reminders) == sorted(
         (GUEST_REVIEW_DEFINITION_ID, instance_id) for instance_id in GUEST_IN_PROGRESS_INSTANCE_IDS
     )
@@ -205,7 +220,7 @@ async def test_instance_reminded(emulators: Emulators) -> None:
 async def test_definition_without_active_instances(emulators: Emulators) -> None:
     response = await call_http({"definitionId": FINANCE_APP_DEFINITION_ID})
     assert response.status_code == 200
-    assert body_of(response)["summary"] == {"sent": 0, "skipped": 0, "failed": 0}
+    assert body_of(response)["summary"] == {"sent": 0, "skipped": 0, "failed": 0, "wouldSend": 0}
     assert posts(emulators) == []
 
 
@@ -290,7 +305,7 @@ async def test_missing_permission_is_502_once(emulators: Emulators) -> None:
     assert "AccessReview.ReadWrite.All" in detail
     assert "24 hours" in detail
     assert body_of(response)["requestId"]
-    assert len(emulators.graph.requests) == 1
+    assert len(graph_calls(emulators)) == 1
 
 
 async def test_permission_lost_mid_run_stops(emulators: Emulators) -> None:
@@ -397,7 +412,7 @@ async def test_one_failure_among_sends_is_207(emulators: Emulators) -> None:
     body = body_of(response)
     failed = [result for result in body["results"] if result["outcome"] == "failed"]
     assert response.status_code == 207
-    assert body["summary"] == {"sent": 4, "skipped": 0, "failed": 1}
+    assert body["summary"] == {"sent": 4, "skipped": 0, "failed": 1, "wouldSend": 0}
     assert failed[0]["instanceId"] == GUEST_IN_PROGRESS_INSTANCE_IDS[2]
     assert failed[0]["requestId"]
     assert "500" in failed[0]["reason"]
@@ -459,9 +474,13 @@ async def test_timer_reminds_all_definitions(
     emulators: Emulators, captured_logs: pytest.LogCaptureFixture
 ) -> None:
     await run_timer()
-    assert sorted(emulators.graph.reminders) == sorted(SAMPLE_IN_PROGRESS_INSTANCES)
+    assert sorted(emulators.graph.reminders) == sorted(SAMPLE_PENDING_INSTANCES)
     summary = [r.getMessage() for r in captured_logs.records if "run done" in r.getMessage()]
-    assert summary == ["Scheduled reminder run done: 6 sent, 0 skipped, 0 failed"]
+    skipped = len(SAMPLE_IN_PROGRESS_INSTANCES) - len(SAMPLE_PENDING_INSTANCES)
+    assert summary == [
+        f"Scheduled reminder run done: {len(SAMPLE_PENDING_INSTANCES)} sent, 0 would send, "
+        f"{skipped} skipped, 0 failed"
+    ]
 
 
 async def test_timer_covers_configured_definitions(
@@ -478,7 +497,7 @@ async def test_timer_past_due_runs_once(
     emulators: Emulators, captured_logs: pytest.LogCaptureFixture
 ) -> None:
     await run_timer(past_due=True)
-    assert len(emulators.graph.reminders) == len(SAMPLE_IN_PROGRESS_INSTANCES)
+    assert len(emulators.graph.reminders) == len(SAMPLE_PENDING_INSTANCES)
     assert "(past due)" in captured_logs.text
 
 
@@ -498,7 +517,7 @@ async def test_timer_permission_error_raises(emulators: Emulators) -> None:
     emulators.graph.deny_access()
     with pytest.raises(Exception, match=r"AccessReview\.ReadWrite\.All"):
         await run_timer()
-    assert len(emulators.graph.requests) == 1
+    assert len(graph_calls(emulators)) == 1
 
 
 def test_demo_environment_is_clean() -> None:
