@@ -43,16 +43,34 @@ ensure_infra_venv() {
   fi
 }
 
+# Azurite, the Azure Storage emulator that the tests and the demo start, comes from npm at the
+# version pinned in package-lock.json. Reinstall only when the lock file changed.
+ensure_node_modules() {
+  if ! command -v npm >/dev/null; then
+    echo "dev.sh: npm is required to install Azurite (package.json); install Node.js 20 or newer." >&2
+    exit 2
+  fi
+  local stamp=node_modules/.package-lock.sha256 wanted
+  wanted=$(sha256sum package-lock.json | cut -d' ' -f1)
+  if [[ ! -x node_modules/.bin/azurite || ! -f "$stamp" || "$(cat "$stamp")" != "$wanted" ]]; then
+    echo "dev.sh: installing package-lock.json into node_modules" >&2
+    npm ci --no-audit --no-fund
+    echo "$wanted" >"$stamp"
+  fi
+}
+
 command="${1:-}"
 [[ $# -gt 0 ]] && shift
 case "$command" in
   demo)
     ensure_venv
+    ensure_node_modules
     exec "$VENV/bin/python" scripts/demo.py "$@"
     ;;
   test)
     ensure_venv
     ensure_infra_venv
+    ensure_node_modules
     exec "$VENV/bin/python" -m pytest "$@"
     ;;
   check)
