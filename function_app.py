@@ -27,12 +27,19 @@ app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 _CALLER_HEADERS = ("x-ms-workflow-run-id", "x-ms-client-tracking-id")
 
 
+def _header(req: func.HttpRequest, name: str) -> str | None:
+    value = req.headers.get(name)
+    if not value:
+        return None
+    # Printable ASCII only, so a caller cannot forge log lines or audit rows.
+    return "".join(ch for ch in value[:128] if ch.isascii() and ch.isprintable()) or None
+
+
 def _caller(req: func.HttpRequest) -> str | None:
     for name in _CALLER_HEADERS:
-        value = req.headers.get(name)
+        value = _header(req, name)
         if value:
-            # Printable ASCII only, so a caller cannot forge log lines.
-            return "".join(ch for ch in value[:128] if ch.isascii() and ch.isprintable())
+            return value
     return None
 
 
@@ -75,14 +82,24 @@ async def remind_reviewers(req: func.HttpRequest, context: func.Context) -> func
         extra={**ids, "invocation_id": invocation_id, "caller": _caller(req)},
     )
     from review_reminders import service
+    from review_reminders.ledger import Caller
 
+    caller = Caller(
+        trigger="http",
+        invocation_id=invocation_id,
+        workflow_run_id=_header(req, "x-ms-workflow-run-id"),
+        client_tracking_id=_header(req, "x-ms-client-tracking-id"),
+    )
     try:
-        results = await service.run_request(request)
+        results = await service.run_request(request, caller)
     except ReminderError as exc:
-        logger.error(
-            "Reminder request failed: %s", exc, extra={**ids, "invocation_id": invocation_id}
+        response = http_api.error_response(exc, request, invocation_id)
+        # A missing or finished review is the caller's to fix; the rest is the app's or Graph's.
+        level = logging.WARNING if response.status < 500 else logging.ERROR
+        logger.log(
+            level, "Reminder request failed: %s", exc, extra={**ids, "invocation_id": invocation_id}
         )
-        return _to_http(http_api.error_response(exc, request, invocation_id))
+        return _to_http(response)
     except Exception:
         logger.exception(
             "Reminder request failed unexpectedly", extra={**ids, "invocation_id": invocation_id}
@@ -105,7 +122,7 @@ async def remind_reviewers(req: func.HttpRequest, context: func.Context) -> func
 @app.timer_trigger(
     schedule="%REMINDER_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True
 )
-async def remind_reviewers_on_schedule(timer: func.TimerRequest) -> None:
+async def remind_reviewers_on_schedule(timer: func.TimerRequest, context: func.Context) -> None:
     """Remind the reviewers of every in-progress instance of REMINDER_DEFINITION_IDS, or of all.
 
     A past-due run (the app was down at the scheduled time) runs once. After every target was
@@ -113,4 +130,4 @@ async def remind_reviewers_on_schedule(timer: func.TimerRequest) -> None:
     """
     from review_reminders import service
 
-    await service.run_schedule(past_due=timer.past_due)
+    await service.run_schedule(past_due=timer.past_due, invocation_id=context.invocation_id)

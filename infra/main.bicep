@@ -53,6 +53,16 @@ param reminderDryRun bool = false
 @description('Optional. Whether both triggers skip instances in which every reviewer has already decided (REMINDER_PENDING_CHECK).')
 param reminderPendingCheck bool = true
 
+@description('Optional. Hours within which an instance is not reminded again, unless a request says force (REMINDER_COOLDOWN_HOURS). 0 turns the cooldown off.')
+@minValue(0)
+@maxValue(720)
+param reminderCooldownHours int = 20
+
+@description('Optional. Prefix of the reminder ledger and job tables in the host storage account (REMINDER_TABLE_PREFIX): {prefix}ledger and {prefix}jobs.')
+@minLength(2)
+@maxLength(57)
+param reminderTablePrefix string = 'reminder'
+
 @description('Optional. Maximum number of Graph requests that the app sends at once (GRAPH_MAX_CONCURRENCY).')
 @minValue(1)
 @maxValue(32)
@@ -70,9 +80,6 @@ param graphRetryBudgetSeconds int = 45
 
 @description('Optional. Whether this deployment grants the Graph app role AccessReview.ReadWrite.All to the app identity. Set false when the deployer has no Graph rights, and grant it by hand as docs/deploy.md describes.')
 param grantGraphPermission bool = true
-
-@description('Optional. Whether the app uses queues and tables in the host storage account. True adds their service URIs to the app settings and their data roles to the identity.')
-param useQueuesAndTables bool = false
 
 @description('Optional. Whether App Service authentication requires a Microsoft Entra ID token on every request. False leaves function keys as the only guard.')
 param enableEntraAuthentication bool = false
@@ -111,6 +118,8 @@ var reminderAppSettings = {
   REMINDER_ENDING_WITHIN_DAYS: reminderEndingWithinDays == null ? '' : string(reminderEndingWithinDays)
   REMINDER_DRY_RUN: string(reminderDryRun)
   REMINDER_PENDING_CHECK: string(reminderPendingCheck)
+  REMINDER_COOLDOWN_HOURS: string(reminderCooldownHours)
+  REMINDER_TABLE_PREFIX: reminderTablePrefix
   GRAPH_MAX_CONCURRENCY: string(graphMaxConcurrency)
   GRAPH_TIMEOUT_SECONDS: string(graphTimeoutSeconds)
   GRAPH_RETRY_BUDGET_SECONDS: string(graphRetryBudgetSeconds)
@@ -163,7 +172,8 @@ module functionApp 'modules/function-app.bicep' = {
     queueEndpoint: storage.outputs.queueEndpoint
     tableEndpoint: storage.outputs.tableEndpoint
     deploymentContainerUrl: storage.outputs.deploymentContainerUrl
-    useQueuesAndTables: useQueuesAndTables
+    // The reminder ledger and the job state live in tables, and long jobs go through a queue.
+    useQueuesAndTables: true
     applicationInsightsConnectionString: monitoring.outputs.connectionString
     pythonVersion: pythonVersion
     instanceMemoryMB: instanceMemoryMB
@@ -178,7 +188,8 @@ module roleAssignments 'modules/role-assignments.bicep' = {
     principalId: functionApp.outputs.principalId
     storageAccountName: storage.outputs.name
     applicationInsightsName: monitoring.outputs.applicationInsightsName
-    useQueuesAndTables: useQueuesAndTables
+    // The reminder ledger and the job state live in tables, and long jobs go through a queue.
+    useQueuesAndTables: true
   }
 }
 

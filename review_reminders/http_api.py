@@ -21,6 +21,7 @@ from .errors import (
     GraphPermissionError,
     GraphThrottledError,
     InstanceNotActiveError,
+    LedgerUnavailableError,
     TokenError,
 )
 from .results import Outcome, ReminderResult, Summary
@@ -383,6 +384,16 @@ def error_response(
             "The managed identity did not issue a token",
             str(exc),
             invocation_id=invocation_id,
+            **partial,
+        )
+    if isinstance(exc, LedgerUnavailableError):
+        return problem(
+            503,
+            "ledger-unavailable",
+            "The reminder ledger is unavailable",
+            str(exc),
+            invocation_id=invocation_id,
+            headers={"Retry-After": str(DEFAULT_RETRY_AFTER_S)},
             **partial,
         )
     if isinstance(exc, GraphThrottledError):

@@ -13,7 +13,7 @@ import logging
 from collections.abc import AsyncIterator, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .batch import MAX_BATCH_SIZE
 from .errors import (
@@ -21,10 +21,13 @@ from .errors import (
     GraphNotFoundError,
     GraphPermissionError,
     GraphThrottledError,
+    GraphUnknownOutcomeError,
     InstanceNotActiveError,
+    LedgerUnavailableError,
     TokenError,
 )
 from .graph import STATUS_IN_PROGRESS, Definition, GraphClient, Instance
+from .ledger import OUTCOME_FAILED, OUTCOME_SENT, OUTCOME_UNKNOWN, Caller, Claim, LedgerSkip
 from .results import Outcome, ReminderResult
 from .settings import is_guid
 
@@ -32,6 +35,12 @@ logger = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 _Job = Coroutine[Any, Any, _T]
+
+if TYPE_CHECKING:
+    from .ledger import ReminderLedger
+
+# Errors after which every other target would fail the same way, so the run stops.
+_STOPPING_ERRORS = (GraphPermissionError, TokenError, LedgerUnavailableError)
 
 # Definitions whose instances are listed at once; their first pages share JSON batches.
 LISTING_CONCURRENCY = MAX_BATCH_SIZE
@@ -48,6 +57,10 @@ class RunOptions:
     dry_run: bool = False
     # Skip instances in which every reviewer has already decided.
     pending_check: bool = True
+    # Skip instances reminded within this many seconds (needs a ledger); 0 turns it off.
+    cooldown_s: float = 0.0
+    # Send even within the cooldown. Claims still keep two runs from sending at once.
+    force: bool = False
 
 
 @dataclass(frozen=True)
@@ -125,6 +138,12 @@ def _failure(
     )
 
 
+def _ledger_reason(skip: LedgerSkip) -> str:
+    if skip.last_sent_at:
+        return f"{skip.reason}: last reminded {skip.last_sent_at}"
+    return skip.reason
+
+
 def _invalid_id(definition: Definition, instance: Instance) -> ReminderResult:
     logger.error(
         "Graph listed an instance of definition %s whose id is not a GUID: %r",
@@ -144,15 +163,25 @@ def _invalid_id(definition: Definition, instance: Instance) -> ReminderResult:
 class ReminderRun:
     """One run of reminders with fixed options, over one Graph client."""
 
-    def __init__(self, graph: GraphClient, options: RunOptions | None = None) -> None:
+    def __init__(
+        self,
+        graph: GraphClient,
+        options: RunOptions | None = None,
+        *,
+        ledger: ReminderLedger | None = None,
+        caller: Caller | None = None,
+    ) -> None:
         self._graph = graph
         self._options = options or RunOptions()
+        # Without a ledger (the operator CLI) nothing stops two runs from both sending.
+        self._ledger = ledger
+        self._caller = caller or Caller(trigger="unknown")
         self._started_at = graph.clock.time()
         # Enough workers to fill every concurrency slot with a full batch, twice over.
         self._workers = graph.max_concurrency * MAX_BATCH_SIZE * 2
         # Set when Graph denies the app or no token can be had: every later request would
         # fail the same way, so no new work starts, while requests in flight still report.
-        self._stop: GraphPermissionError | TokenError | None = None
+        self._stop: GraphPermissionError | TokenError | LedgerUnavailableError | None = None
 
     def _check_end_date(self, instance: Instance) -> str | None:
         days = self._options.ending_within_days
@@ -175,30 +204,41 @@ class ReminderRun:
             return "no pending decisions: every reviewer of the current stage has decided"
         return "no pending decisions: every reviewer has decided"
 
+    async def _check_ledger(self, definition: Definition, instance: Instance) -> str | None:
+        if self._ledger is None or self._options.force:
+            return None
+        skip = await self._ledger.check(
+            definition.id, instance.id, cooldown_s=self._options.cooldown_s
+        )
+        return _ledger_reason(skip) if skip is not None else None
+
+    async def _skip_reason(self, definition: Definition, instance: Instance) -> str | None:
+        if not instance.is_in_progress:
+            # Graph filtered on status already, but an instance can end between list and send.
+            return f"status is {instance.status}, not {STATUS_IN_PROGRESS}"
+        reason = self._check_end_date(instance)
+        if reason is None and self._options.pending_check:
+            reason = await self._check_pending(definition, instance)
+        if reason is None and self._options.dry_run:
+            # A dry run only reads the ledger; a real run's claim below checks it again.
+            reason = await self._check_ledger(definition, instance)
+        return reason
+
     async def process(self, definition: Definition, instance: Instance) -> ReminderResult:
         """Take one instance through the checks and, unless it is a dry run, remind its reviewers.
 
-        Graph errors become a failed result, except a permission error: every other request
-        would fail the same way, so it stops the job.
+        Graph errors become a failed result. Permission, token and ledger errors propagate:
+        every other target would fail the same way, so they stop the job.
         """
-        if not instance.is_in_progress:
-            # Graph filtered on status already, but an instance can end between list and send.
-            reason = f"status is {instance.status}, not {STATUS_IN_PROGRESS}"
-            return _result(definition, definition.id, instance, Outcome.SKIPPED, reason=reason)
-        skip_reason = self._check_end_date(instance)
-        if skip_reason:
-            return _result(definition, definition.id, instance, Outcome.SKIPPED, reason=skip_reason)
-
         try:
-            if self._options.pending_check:
-                skip_reason = await self._check_pending(definition, instance)
-                if skip_reason:
-                    return _result(
-                        definition, definition.id, instance, Outcome.SKIPPED, reason=skip_reason
-                    )
+            skip_reason = await self._skip_reason(definition, instance)
+            if skip_reason:
+                return _result(
+                    definition, definition.id, instance, Outcome.SKIPPED, reason=skip_reason
+                )
             if self._options.dry_run:
                 return _result(definition, definition.id, instance, Outcome.WOULD_SEND)
-            request_id = await self._graph.send_reminder(definition.id, instance.id)
+            return await self._send(definition, instance)
         except GraphPermissionError:
             raise
         except GraphError as exc:
@@ -215,13 +255,52 @@ class ReminderRun:
             )
             return _failure(definition, definition.id, instance, exc)
 
+    async def _send(self, definition: Definition, instance: Instance) -> ReminderResult:
+        """Claim the instance in the ledger, send the reminder, and record what happened."""
+        claim: Claim | None = None
+        if self._ledger is not None:
+            claimed = await self._ledger.claim(
+                definition.id,
+                instance.id,
+                cooldown_s=self._options.cooldown_s,
+                force=self._options.force,
+                caller=self._caller,
+            )
+            if isinstance(claimed, LedgerSkip):
+                reason = _ledger_reason(claimed)
+                return _result(definition, definition.id, instance, Outcome.SKIPPED, reason=reason)
+            claim = claimed
+
+        try:
+            request_id = await self._graph.send_reminder(definition.id, instance.id)
+        except GraphUnknownOutcomeError as exc:
+            await self._record(claim, OUTCOME_UNKNOWN, exc.request_id, exc.reason)
+            raise
+        except (GraphError, TokenError) as exc:
+            # Graph answered with an error, or no request left: nothing was sent.
+            request_id = exc.request_id if isinstance(exc, GraphError) else None
+            await self._record(claim, OUTCOME_FAILED, request_id, str(exc)[:200])
+            raise
+
+        sent = _result(definition, definition.id, instance, Outcome.SENT, request_id=request_id)
+        try:
+            await self._record(claim, OUTCOME_SENT, request_id, None)
+        except LedgerUnavailableError as exc:
+            # The reminder went out: report it as sent, and stop before sending more.
+            self._stop = self._stop or exc
         logger.debug(
             "Reminded the reviewers of instance %s of definition %s",
             instance.id,
             definition.id,
             extra={"definition_id": definition.id, "instance_id": instance.id},
         )
-        return _result(definition, definition.id, instance, Outcome.SENT, request_id=request_id)
+        return sent
+
+    async def _record(
+        self, claim: Claim | None, outcome: str, request_id: str | None, reason: str | None
+    ) -> None:
+        if claim is not None and self._ledger is not None:
+            await self._ledger.record(claim, outcome=outcome, request_id=request_id, reason=reason)
 
     async def remind_instance(self, definition_id: str, instance_id: str) -> ReminderResult:
         """Remind the reviewers of one instance, after checking that it is in progress.
@@ -289,7 +368,7 @@ class ReminderRun:
                     position_in_definition += 1
                     target = _Target((position, position_in_definition), definition, instance)
                     await queue.put(target)
-            except (GraphPermissionError, TokenError) as exc:
+            except _STOPPING_ERRORS as exc:
                 self._stop = self._stop or exc
             except GraphError as exc:
                 definition_id = source.id if isinstance(source, Definition) else source
@@ -320,7 +399,7 @@ class ReminderRun:
                         position += 1
                         await listing_slots.acquire()
                         listing.create_task(list_targets(position, source))
-            except (GraphPermissionError, TokenError) as exc:
+            except _STOPPING_ERRORS as exc:
                 self._stop = self._stop or exc
             finally:
                 for _ in range(self._workers):
@@ -332,7 +411,7 @@ class ReminderRun:
                     continue
                 try:
                     result = await self.process(target.definition, target.instance)
-                except (GraphPermissionError, TokenError) as exc:
+                except _STOPPING_ERRORS as exc:
                     self._stop = self._stop or exc
                     result = _result(
                         target.definition,

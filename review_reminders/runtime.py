@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from dataclasses import dataclass
 
 from .auth import ManagedIdentityTokenProvider
 from .graph import GraphClient
+from .job_store import JobStore
+from .ledger import ReminderLedger
 from .retry import Clock, SystemClock
 from .settings import Settings, load_settings
 
@@ -25,6 +28,8 @@ class _State:
     settings: Settings
     tokens: ManagedIdentityTokenProvider
     graph: GraphClient
+    ledger: ReminderLedger | None = None
+    job_store: JobStore | None = None
 
 
 _settings: Settings | None = None
@@ -51,6 +56,33 @@ def get_settings() -> Settings:
 
 def get_graph_client() -> GraphClient:
     """Return the process's Graph client, creating it and its token provider on first use."""
+    return _get_state().graph
+
+
+def get_ledger() -> ReminderLedger:
+    """Return the process's reminder ledger on the host's storage (AzureWebJobsStorage).
+
+    Raises ConfigurationError when the storage settings are missing or invalid.
+    """
+    state = _get_state()
+    if state.ledger is None:
+        state.ledger = ReminderLedger.from_environ(
+            os.environ, clock=_clock, table_name=state.settings.ledger_table
+        )
+    return state.ledger
+
+
+def get_job_store() -> JobStore:
+    """Return the process's store of long jobs, on the same storage as the ledger."""
+    state = _get_state()
+    if state.job_store is None:
+        state.job_store = JobStore.from_environ(
+            os.environ, clock=_clock, table_name=state.settings.jobs_table
+        )
+    return state.job_store
+
+
+def _get_state() -> _State:
     global _state
     loop = asyncio.get_running_loop()
     if _state is None or _state.loop is not loop:
@@ -66,7 +98,7 @@ def get_graph_client() -> GraphClient:
             tokens.identity,
             extra={"graph_endpoint": settings.graph_endpoint},
         )
-    return _state.graph
+    return _state
 
 
 async def close() -> None:
@@ -76,3 +108,7 @@ async def close() -> None:
     if state is not None:
         await state.graph.aclose()
         await state.tokens.close()
+        if state.ledger is not None:
+            await state.ledger.close()
+        if state.job_store is not None:
+            await state.job_store.close()

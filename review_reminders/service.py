@@ -12,6 +12,7 @@ from . import runtime
 from .errors import ReminderError, RunFailedError
 from .http_api import ReminderRequest
 from .jobs import ReminderRun, RunOptions
+from .ledger import Caller
 from .results import Outcome, ReminderResult, Summary
 
 logger = logging.getLogger(__name__)
@@ -20,15 +21,19 @@ logger = logging.getLogger(__name__)
 MAX_LOGGED_FAILURES = 20
 
 
-async def run_request(request: ReminderRequest) -> list[ReminderResult]:
+async def run_request(request: ReminderRequest, caller: Caller) -> list[ReminderResult]:
     """Run the job that a validated HTTP request names, with the app's settings."""
     settings = runtime.get_settings()
     options = RunOptions(
         ending_within_days=request.ending_within_days,
         dry_run=request.dry_run,
         pending_check=settings.pending_check,
+        cooldown_s=settings.cooldown_s,
+        force=request.force,
     )
-    run = ReminderRun(runtime.get_graph_client(), options)
+    run = ReminderRun(
+        runtime.get_graph_client(), options, ledger=runtime.get_ledger(), caller=caller
+    )
     if request.definition_id is None:
         return await run.remind_definitions()
     if request.instance_id is None:
@@ -45,7 +50,7 @@ def failed_ids(results: list[ReminderResult]) -> list[str]:
     ]
 
 
-async def run_schedule(past_due: bool) -> list[ReminderResult]:
+async def run_schedule(past_due: bool, invocation_id: str | None = None) -> list[ReminderResult]:
     """Run the timer's job over REMINDER_DEFINITION_IDS (or all definitions), and log it.
 
     Raises RunFailedError after every target was tried if any reminder failed, so that the
@@ -64,8 +69,12 @@ async def run_schedule(past_due: bool) -> list[ReminderResult]:
         ending_within_days=settings.ending_within_days,
         dry_run=settings.dry_run,
         pending_check=settings.pending_check,
+        cooldown_s=settings.cooldown_s,
     )
-    run = ReminderRun(runtime.get_graph_client(), options)
+    caller = Caller(trigger="timer", invocation_id=invocation_id)
+    run = ReminderRun(
+        runtime.get_graph_client(), options, ledger=runtime.get_ledger(), caller=caller
+    )
     try:
         results = await run.remind_definitions(settings.definition_ids)
     except ReminderError as exc:

@@ -21,6 +21,8 @@ REMINDER_DEFINITION_IDS = "REMINDER_DEFINITION_IDS"
 REMINDER_ENDING_WITHIN_DAYS = "REMINDER_ENDING_WITHIN_DAYS"
 REMINDER_DRY_RUN = "REMINDER_DRY_RUN"
 REMINDER_PENDING_CHECK = "REMINDER_PENDING_CHECK"
+REMINDER_COOLDOWN_HOURS = "REMINDER_COOLDOWN_HOURS"
+REMINDER_TABLE_PREFIX = "REMINDER_TABLE_PREFIX"
 
 # Every app setting that the code or a binding expression reads. The infra tests check that the
 # Bicep sets each one, so a setting added here and forgotten in infra/ fails the build.
@@ -35,6 +37,8 @@ APP_SETTING_NAMES = (
     REMINDER_ENDING_WITHIN_DAYS,
     REMINDER_DRY_RUN,
     REMINDER_PENDING_CHECK,
+    REMINDER_COOLDOWN_HOURS,
+    REMINDER_TABLE_PREFIX,
 )
 
 DEFAULT_GRAPH_ENDPOINT = "https://graph.microsoft.com"
@@ -43,6 +47,12 @@ DEFAULT_GRAPH_TIMEOUT_S = 30.0
 DEFAULT_GRAPH_RETRY_BUDGET_S = 45.0
 
 MAX_ENDING_WITHIN_DAYS = 365
+DEFAULT_REMINDER_COOLDOWN_HOURS = 20.0
+MAX_REMINDER_COOLDOWN_HOURS = 720.0
+DEFAULT_REMINDER_TABLE_PREFIX = "reminder"
+# Table names have 3 to 63 letters and digits and start with a letter. The longest suffix is
+# "ledger", so the prefix keeps 57 characters at most.
+_TABLE_PREFIX = re.compile(r"[A-Za-z][A-Za-z0-9]{1,56}", re.ASCII)
 MAX_GRAPH_CONCURRENCY = 32
 MAX_GRAPH_TIMEOUT_S = 60.0
 # Power Automate gives up on an HTTP action after 120 s, so one request's retries must end sooner.
@@ -159,6 +169,18 @@ class Settings:
     dry_run: bool = False
     # Both triggers: skip instances in which every reviewer has decided.
     pending_check: bool = True
+    # An instance reminded within this many seconds is skipped unless forced; 0: no cooldown.
+    cooldown_s: float = DEFAULT_REMINDER_COOLDOWN_HOURS * 3600
+    # Prefix of the Table storage tables: {prefix}ledger and {prefix}jobs.
+    table_prefix: str = DEFAULT_REMINDER_TABLE_PREFIX
+
+    @property
+    def ledger_table(self) -> str:
+        return f"{self.table_prefix}ledger"
+
+    @property
+    def jobs_table(self) -> str:
+        return f"{self.table_prefix}jobs"
 
     @property
     def graph_scope(self) -> str:
@@ -226,6 +248,21 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         )
     dry_run = _parse_bool(env, REMINDER_DRY_RUN, False, problems)
     pending_check = _parse_bool(env, REMINDER_PENDING_CHECK, True, problems)
+    cooldown_hours = _parse_number(
+        env,
+        REMINDER_COOLDOWN_HOURS,
+        DEFAULT_REMINDER_COOLDOWN_HOURS,
+        minimum=0,
+        maximum=MAX_REMINDER_COOLDOWN_HOURS,
+        integer=False,
+        problems=problems,
+    )
+    table_prefix = env.get(REMINDER_TABLE_PREFIX, "").strip() or DEFAULT_REMINDER_TABLE_PREFIX
+    if _TABLE_PREFIX.fullmatch(table_prefix) is None:
+        problems.append(
+            f"{REMINDER_TABLE_PREFIX} must be 2 to 57 letters and digits starting with a letter, "
+            f"got {table_prefix!r}"
+        )
 
     if problems:
         raise ConfigurationError(problems)
@@ -239,4 +276,6 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         ending_within_days=ending_within_days,
         dry_run=dry_run,
         pending_check=pending_check,
+        cooldown_s=cooldown_hours * 3600,
+        table_prefix=table_prefix,
     )

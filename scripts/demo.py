@@ -14,7 +14,9 @@ import json
 import logging
 import os
 import sys
+import tempfile
 import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,7 @@ import azure.functions as func  # noqa: E402  # after the sys.path change above
 from azure.functions.timer import TimerRequest  # noqa: E402
 
 from emulators import Emulators  # noqa: E402
+from emulators.azurite import Azurite  # noqa: E402
 from emulators.sample import (  # noqa: E402
     GUEST_REVIEW_DEFINITION_ID,
     PRIVILEGED_COMPLETED_INSTANCE_ID,
@@ -37,8 +40,9 @@ CREDENTIAL_PREFIXES = ("AZURE_", "MSI_", "IDENTITY_", "IMDS_", "MSAL_")
 class DemoContext(func.Context):
     """The invocation context that the host would pass; the functions read its invocation id."""
 
-    def __init__(self) -> None:
+    def __init__(self, function_name: str = "remind_reviewers") -> None:
         self._invocation_id = str(uuid.uuid4())
+        self._function_name = function_name
 
     @property
     def invocation_id(self) -> str:
@@ -46,7 +50,7 @@ class DemoContext(func.Context):
 
     @property
     def function_name(self) -> str:
-        return "remind_reviewers"
+        return self._function_name
 
     @property
     def function_directory(self) -> str:
@@ -86,12 +90,15 @@ async def print_tenant(emu: Emulators) -> None:
     from review_reminders import runtime
 
     graph = runtime.get_graph_client()
-    reminded = set(emu.graph.reminders)
+    reminded = Counter(emu.graph.reminders)
     print(f"{'definition':<32} {'instance':<38} {'status':<11} result")
     async for definition in graph.list_definitions():
         async for instance in graph.list_instances(definition.id, status=None):
-            if (definition.id, instance.id) in reminded:
-                result = "reminded"
+            count = reminded[(definition.id, instance.id)]
+            if count:
+                result = "reminded once" if count == 1 else f"reminded {count} times"
+            elif instance.is_in_progress:
+                result = "skipped: no pending decisions, every reviewer has decided"
             else:
                 result = f"skipped: status is {instance.status}, only InProgress is reminded"
             name = definition.display_name[:31]
@@ -105,11 +112,19 @@ async def run_demo() -> None:
         if name.startswith(CREDENTIAL_PREFIXES):
             del os.environ[name]
 
-    with Emulators.start(page_size=2) as emu:
+    with (
+        tempfile.TemporaryDirectory(prefix="azurite-") as workspace,
+        Emulators.start(page_size=2) as emu,
+    ):
+        storage = Azurite(Path(workspace))
+        storage.start()
         os.environ.update(emu.environ())
+        # The Functions host's own name for its storage connection, mixed case and all.
+        os.environ["AzureWebJobsStorage"] = storage.connection_string  # noqa: SIM112
         os.environ["REMINDER_SCHEDULE"] = "0 0 8 * * 1-5"
         print(f"Graph emulator:    {emu.graph_endpoint}")
         print(f"Identity emulator: {emu.identity_endpoint}")
+        print(f"Azurite tables:    {storage.table_endpoint}")
 
         import function_app
         from review_reminders import runtime
@@ -132,17 +147,20 @@ async def run_demo() -> None:
             )
 
             print_heading("Timer trigger: every definition (REMINDER_DEFINITION_IDS is empty)")
-            await timer_handler(TimerRequest(past_due=False))
+            await timer_handler(
+                TimerRequest(past_due=False), DemoContext("remind_reviewers_on_schedule")
+            )
 
             print_heading("Every instance in the emulated tenant")
             await print_tenant(emu)
             total = len(emu.graph.reminders)
             tokens = len(emu.identity.token_requests)
             print(f"\n{total} reminders sent in all, with {tokens} token request(s).")
-            print("The timer reminded the guest review again right after the HTTP call;")
-            print("nothing here yet keeps a record of reminders already sent.")
+            print("The timer skipped the instances the HTTP call had just reminded: the ledger")
+            print("in Table storage keeps each instance to one reminder per cooldown window.")
         finally:
             await runtime.close()
+            storage.stop()
 
 
 def main() -> None:

@@ -17,7 +17,7 @@ from review_reminders.settings import APP_SETTING_NAMES
 # Azurite, started once per session from node_modules, for the ledger and job store tests.
 pytest_plugins = ["tests.azurite"]
 
-_ENV_PREFIXES = ("AZURE_", "MSI_", "IDENTITY_", "IMDS_", "MSAL_")
+_ENV_PREFIXES = ("AZURE_", "MSI_", "IDENTITY_", "IMDS_", "MSAL_", "AzureWebJobs")
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 
 

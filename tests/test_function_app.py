@@ -36,6 +36,7 @@ from emulators.sample import (
 )
 from review_reminders import runtime
 from review_reminders.errors import RunFailedError
+from tests.azurite import Azurite
 from tests.conftest import FakeClock, clean_environ
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -86,12 +87,21 @@ def registered(name: str) -> Any:
     return FUNCTIONS[name]
 
 
+def use_storage(monkeypatch: pytest.MonkeyPatch, azurite: Azurite) -> None:
+    """Point the app at Azurite, with tables of its own so that no test sees another's ledger."""
+    monkeypatch.setenv("AzureWebJobsStorage", azurite.connection_string)
+    monkeypatch.setenv("REMINDER_TABLE_PREFIX", "t" + uuid.uuid4().hex[:12])
+
+
 @pytest.fixture
-def emulators(monkeypatch: pytest.MonkeyPatch, clock: FakeClock) -> Iterator[Emulators]:
+def emulators(
+    monkeypatch: pytest.MonkeyPatch, clock: FakeClock, azurite: Azurite
+) -> Iterator[Emulators]:
     with Emulators.start(page_size=2) as emu:
         for name, value in emu.environ().items():
             monkeypatch.setenv(name, value)
         monkeypatch.setenv("REMINDER_SCHEDULE", "0 0 8 * * 1-5")
+        use_storage(monkeypatch, azurite)
         runtime.use_clock(clock)
         yield emu
 
@@ -121,7 +131,9 @@ async def call_http(
 
 async def run_timer(past_due: bool = False) -> None:
     handler = registered("remind_reviewers_on_schedule").get_user_function()
-    await handler(TimerRequest(past_due=past_due))
+    await handler(
+        TimerRequest(past_due=past_due), InvocationContext("remind_reviewers_on_schedule")
+    )
 
 
 def body_of(response: func.HttpResponse) -> dict[str, Any]:
@@ -316,13 +328,16 @@ async def test_permission_lost_mid_run_stops(emulators: Emulators) -> None:
     assert len(posts(emulators)) <= 4  # at most one round of GRAPH_MAX_CONCURRENCY requests
 
 
-async def test_unknown_client_id_is_502(monkeypatch: pytest.MonkeyPatch, clock: FakeClock) -> None:
+async def test_unknown_client_id_is_502(
+    monkeypatch: pytest.MonkeyPatch, clock: FakeClock, azurite: Azurite
+) -> None:
     known = "55555555-5555-4555-8555-555555555555"
     other = "66666666-6666-4666-8666-666666666666"
     with Emulators.start(known_client_ids=[known]) as emu:
         for name, value in emu.environ().items():
             monkeypatch.setenv(name, value)
         monkeypatch.setenv("AZURE_CLIENT_ID", other)
+        use_storage(monkeypatch, azurite)
         runtime.use_clock(clock)
         response = await call_http({"definitionId": GUEST_REVIEW_DEFINITION_ID})
         assert response.status_code == 502

@@ -347,14 +347,15 @@ def test_queue_table_flag_condition() -> None:
     assert condition["condition"] == "useQueuesAndTables"
 
 
-def test_queue_table_flag_off_default() -> None:
-    assert main_tree()["parameters"]["useQueuesAndTables"]["default"] is False
+def test_queue_table_not_a_main_param() -> None:
+    assert "useQueuesAndTables" not in main_tree()["parameters"]
 
 
-def test_queue_table_flag_passed_through() -> None:
+def test_queue_table_always_on_in_main() -> None:
+    # The ledger and job state need tables and long jobs need a queue, so main turns both on.
     for path in ("modules/function-app.bicep", "modules/role-assignments.bicep"):
         call = module_call(main_tree(), path)
-        assert call["params"]["useQueuesAndTables"] == "useQueuesAndTables", path
+        assert call["params"]["useQueuesAndTables"] is True, path
 
 
 def test_insights_auth_string_set() -> None:
