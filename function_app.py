@@ -7,7 +7,10 @@ leave the host with no functions at all.
 
 from __future__ import annotations
 
+import json
 import logging
+from pathlib import Path
+from urllib.parse import quote, urlsplit
 
 import azure.functions as func
 
@@ -24,7 +27,9 @@ for _name in ("httpx", "httpcore", "azure", "msal"):
 # FUNCTION: every call needs a function key or, with Entra authentication on, a valid token.
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
-_CALLER_HEADERS = ("x-ms-workflow-run-id", "x-ms-client-tracking-id")
+# Long requests become jobs on this queue in the host's own storage account.
+JOBS_QUEUE = "reminder-jobs"
+OPENAPI_PATH = Path(__file__).resolve().parent / "review_reminders" / "openapi.json"
 
 
 def _header(req: func.HttpRequest, name: str) -> str | None:
@@ -33,22 +38,6 @@ def _header(req: func.HttpRequest, name: str) -> str | None:
         return None
     # Printable ASCII only, so a caller cannot forge log lines or audit rows.
     return "".join(ch for ch in value[:128] if ch.isascii() and ch.isprintable()) or None
-
-
-def _caller(req: func.HttpRequest) -> str | None:
-    for name in _CALLER_HEADERS:
-        value = _header(req, name)
-        if value:
-            return value
-    return None
-
-
-def _describe_scope(request: http_api.ReminderRequest) -> str:
-    if request.definition_id is None:
-        return "all definitions"
-    if request.instance_id is None:
-        return f"definition {request.definition_id}"
-    return f"instance {request.instance_id} of definition {request.definition_id}"
 
 
 def _to_http(response: http_api.ApiResponse) -> func.HttpResponse:
@@ -61,10 +50,25 @@ def _to_http(response: http_api.ApiResponse) -> func.HttpResponse:
     )
 
 
+def _status_url(req: func.HttpRequest, job_id: str) -> str:
+    """Build the absolute URL to poll a job, keeping the caller's function key.
+
+    Logic Apps and Power Automate poll the Location header as given, without the key header
+    they sent first, so the key goes in the `code` parameter, as Durable Functions does.
+    """
+    parts = urlsplit(req.url)
+    url = f"{parts.scheme}://{parts.netloc}/api/reminders/jobs/{job_id}"
+    key = req.params.get("code") or req.headers.get("x-functions-key")
+    return f"{url}?code={quote(key, safe='')}" if key else url
+
+
 @app.function_name("remind_reviewers")
 @app.route(route="reminders", methods=[func.HttpMethod.POST], auth_level=func.AuthLevel.FUNCTION)
-async def remind_reviewers(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-    """Remind the reviewers of one instance, or of every in-progress instance of a definition."""
+@app.queue_output(arg_name="jobs", queue_name=JOBS_QUEUE, connection="AzureWebJobsStorage")
+async def remind_reviewers(
+    req: func.HttpRequest, context: func.Context, jobs: func.Out[str]
+) -> func.HttpResponse:
+    """Remind the reviewers of one instance, one definition, or every definition."""
     invocation_id = context.invocation_id
     try:
         request = http_api.parse_reminder_request(req.get_body(), req.headers.get("content-type"))
@@ -73,14 +77,6 @@ async def remind_reviewers(req: func.HttpRequest, context: func.Context) -> func
         exc.response.body["instance"] = f"urn:uuid:{invocation_id}"
         return _to_http(exc.response)
 
-    ids = {"definition_id": request.definition_id, "instance_id": request.instance_id}
-    logger.info(
-        "Reminder request for %s, caller %s%s",
-        _describe_scope(request),
-        _caller(req) or "(unknown)",
-        " (dry run)" if request.dry_run else "",
-        extra={**ids, "invocation_id": invocation_id, "caller": _caller(req)},
-    )
     from review_reminders import service
     from review_reminders.ledger import Caller
 
@@ -90,7 +86,22 @@ async def remind_reviewers(req: func.HttpRequest, context: func.Context) -> func
         workflow_run_id=_header(req, "x-ms-workflow-run-id"),
         client_tracking_id=_header(req, "x-ms-client-tracking-id"),
     )
+    ids = {"definition_id": request.definition_id, "instance_id": request.instance_id}
+    logger.info(
+        "Reminder request for %s, caller %s%s",
+        service.describe_scope(request),
+        caller.workflow_run_id or caller.client_tracking_id or "(unknown)",
+        " (dry run)" if request.dry_run else "",
+        extra={**ids, "invocation_id": invocation_id, "caller": caller.workflow_run_id},
+    )
     try:
+        if await service.needs_queue(request):
+            handover = await service.hand_over(request, caller)
+            jobs.set(json.dumps({"jobId": handover.job_id}))
+            url = _status_url(req, handover.job_id)
+            return _to_http(
+                http_api.accepted_response(handover.job_id, url, service.JOB_POLL_INTERVAL_S)
+            )
         results = await service.run_request(request, caller)
     except ReminderError as exc:
         response = http_api.error_response(exc, request, invocation_id)
@@ -116,6 +127,56 @@ async def remind_reviewers(req: func.HttpRequest, context: func.Context) -> func
         extra={**ids, "invocation_id": invocation_id, **summary.to_dict()},
     )
     return _to_http(http_api.results_response(results, invocation_id))
+
+
+@app.function_name("get_reminder_job")
+@app.route(route="reminders/jobs/{jobId}", methods=[func.HttpMethod.GET])
+async def get_reminder_job(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    """Report a long job: 202 while it runs, 200 with its result when it is done."""
+    from review_reminders import service
+
+    job_id = req.route_params.get("jobId", "")
+    try:
+        response = await service.job_status_response(
+            job_id, _status_url(req, job_id), context.invocation_id
+        )
+    except ReminderError as exc:
+        logger.error(
+            "Reading job %s failed: %s",
+            job_id[:40],
+            exc,
+            extra={"invocation_id": context.invocation_id},
+        )
+        response = http_api.error_response(
+            exc, http_api.ReminderRequest(None), context.invocation_id
+        )
+    return _to_http(response)
+
+
+@app.function_name("run_reminder_job")
+@app.queue_trigger(arg_name="message", queue_name=JOBS_QUEUE, connection="AzureWebJobsStorage")
+async def run_reminder_job(message: func.QueueMessage, context: func.Context) -> None:
+    """Run a long job that the HTTP function handed over, and store its result."""
+    from review_reminders import service
+
+    try:
+        job_id = str(json.loads(message.get_body())["jobId"])
+    except (ValueError, KeyError, TypeError):
+        # Retrying cannot fix a malformed message, so it is dropped here, not raised.
+        logger.error(
+            "Dropped a malformed job message %s", message.id, extra={"message_id": message.id}
+        )
+        return
+    await service.run_job(job_id, context.invocation_id)
+
+
+@app.function_name("get_openapi")
+@app.route(route="openapi.json", methods=[func.HttpMethod.GET])
+def get_openapi(req: func.HttpRequest) -> func.HttpResponse:
+    """Serve the OpenAPI 2.0 description of this API."""
+    return func.HttpResponse(
+        OPENAPI_PATH.read_bytes(), mimetype="application/json", charset="utf-8"
+    )
 
 
 @app.function_name("remind_reviewers_on_schedule")

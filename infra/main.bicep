@@ -63,6 +63,11 @@ param reminderCooldownHours int = 20
 @maxLength(57)
 param reminderTablePrefix string = 'reminder'
 
+@description('Optional. Seconds within which a reminder request should be answered (REMINDER_SYNC_BUDGET_SECONDS). A request expected to take longer is answered 202 and runs from a queue.')
+@minValue(5)
+@maxValue(110)
+param reminderSyncBudgetSeconds int = 60
+
 @description('Optional. Maximum number of Graph requests that the app sends at once (GRAPH_MAX_CONCURRENCY).')
 @minValue(1)
 @maxValue(32)
@@ -120,6 +125,7 @@ var reminderAppSettings = {
   REMINDER_PENDING_CHECK: string(reminderPendingCheck)
   REMINDER_COOLDOWN_HOURS: string(reminderCooldownHours)
   REMINDER_TABLE_PREFIX: reminderTablePrefix
+  REMINDER_SYNC_BUDGET_SECONDS: string(reminderSyncBudgetSeconds)
   GRAPH_MAX_CONCURRENCY: string(graphMaxConcurrency)
   GRAPH_TIMEOUT_SECONDS: string(graphTimeoutSeconds)
   GRAPH_RETRY_BUDGET_SECONDS: string(graphRetryBudgetSeconds)

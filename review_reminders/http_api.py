@@ -68,6 +68,25 @@ class ReminderRequest:
     def all_definitions(self) -> bool:
         return self.definition_id is None
 
+    def to_dict(self) -> dict[str, Any]:
+        """Return the request as the API's JSON body, to store with a long job."""
+        body: dict[str, Any] = (
+            {"allDefinitions": True}
+            if self.definition_id is None
+            else {"definitionId": self.definition_id}
+        )
+        if self.instance_id:
+            body["instanceId"] = self.instance_id
+        if self.ending_within_days is not None:
+            body["endingWithinDays"] = self.ending_within_days
+        body.update(dryRun=self.dry_run, force=self.force)
+        return body
+
+    @classmethod
+    def from_dict(cls, body: dict[str, Any]) -> ReminderRequest:
+        """Validate a stored request again, exactly as a new one."""
+        return parse_reminder_request(json.dumps(body).encode("utf-8"), JSON_CONTENT_TYPE)
+
 
 @dataclass(frozen=True)
 class ApiResponse:
@@ -431,3 +450,25 @@ def error_response(
         "The function failed unexpectedly. Its log has the details under this invocation id.",
         invocation_id=invocation_id,
     )
+
+
+def accepted_response(job_id: str, status_url: str, retry_after_s: int) -> ApiResponse:
+    """Answer 202 for a job handed to the queue, pointing at where to poll for its result."""
+    return ApiResponse(
+        202,
+        {"jobId": job_id, "status": "running", "statusUrl": f"/api/reminders/jobs/{job_id}"},
+        headers={"Location": status_url, "Retry-After": str(retry_after_s)},
+    )
+
+
+def job_response(
+    job_id: str,
+    status: str,
+    body: dict[str, Any] | None,
+    status_url: str,
+    retry_after_s: int,
+) -> ApiResponse:
+    """Answer a poll: 202 while the job runs, 200 with its final body when it is done."""
+    if body is None:
+        return accepted_response(job_id, status_url, retry_after_s)
+    return ApiResponse(200, {**body, "jobId": job_id, "status": status})

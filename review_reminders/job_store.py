@@ -194,7 +194,7 @@ class JobStore:
 
         Raises LedgerUnavailableError when storage fails.
         """
-        if not _is_uuid(job_id):
+        if not is_uuid(job_id):
             return None
 
         def read(client: TableClient) -> dict[str, Any] | None:
@@ -213,7 +213,7 @@ class JobStore:
         await self._store.close()
 
 
-def _is_uuid(value: str) -> bool:
+def is_uuid(value: str) -> bool:
     try:
         return str(uuid.UUID(value)) == value.lower()
     except ValueError:
@@ -221,7 +221,7 @@ def _is_uuid(value: str) -> bool:
 
 
 def _check_job_id(job_id: str) -> None:
-    if not _is_uuid(job_id):
+    if not is_uuid(job_id):
         raise ValueError(f"job id must be a UUID in 8-4-4-4-12 form, got {job_id[:80]!r}")
 
 

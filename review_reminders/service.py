@@ -7,10 +7,14 @@ choice of job, its options and the run's summary line live here.
 from __future__ import annotations
 
 import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
 
 from . import runtime
-from .errors import ReminderError, RunFailedError
-from .http_api import ReminderRequest
+from .errors import LedgerUnavailableError, ReminderError, RunFailedError
+from .http_api import ApiResponse, ReminderRequest, error_response, job_response, problem
+from .job_store import STATUS_FAILED, STATUS_PARTIALLY_SUCCEEDED, STATUS_SUCCEEDED, is_uuid
 from .jobs import ReminderRun, RunOptions
 from .ledger import Caller
 from .results import Outcome, ReminderResult, Summary
@@ -19,6 +23,114 @@ logger = logging.getLogger(__name__)
 
 # Failed ids listed in a summary log line; the rest are counted.
 MAX_LOGGED_FAILURES = 20
+# Estimated time of one target (pending check and reminder) when Graph throttles moderately.
+# It sizes the synchronous path: a definition with more targets than the budget allows is run
+# from the queue. NOTE: an estimate; a heavily throttled tenant can still take longer.
+ESTIMATED_SECONDS_PER_TARGET = 0.5
+# How often callers should poll a running job, in seconds.
+JOB_POLL_INTERVAL_S = 10
+# A job still running after this long is reported as failed: its queue message was lost.
+JOB_STALE_AFTER_S = 30 * 60
+
+
+@dataclass(frozen=True)
+class Handover:
+    """A request handed to the queue: poll `job_id` for its result."""
+
+    job_id: str
+
+
+async def _count_targets(definition_id: str, limit: int) -> int:
+    """Count the in-progress instances of a definition, stopping once `limit` is reached."""
+    count = 0
+    async for _ in runtime.get_graph_client().list_instances(definition_id):
+        count += 1
+        if count >= limit:
+            break
+    return count
+
+
+async def needs_queue(request: ReminderRequest) -> bool:
+    """Tell whether a request cannot be answered within the synchronous budget.
+
+    One instance never needs the queue and the whole tenant always does; for one definition,
+    its in-progress instances are counted first. Raises GraphNotFoundError for a definition
+    that does not exist, before any job is created.
+    """
+    if request.instance_id is not None:
+        return False
+    if request.definition_id is None:
+        return True
+    limit = int(runtime.get_settings().sync_budget_s / ESTIMATED_SECONDS_PER_TARGET)
+    return await _count_targets(request.definition_id, limit + 1) > limit
+
+
+async def hand_over(request: ReminderRequest, caller: Caller) -> Handover:
+    """Create a job for the request; the caller then puts its id on the jobs queue."""
+    job_id = str(uuid.uuid4())
+    await runtime.get_job_store().create(job_id, request.to_dict(), caller)
+    logger.info(
+        "Reminder request handed to the queue as job %s",
+        job_id,
+        extra={"job_id": job_id, "invocation_id": caller.invocation_id},
+    )
+    return Handover(job_id)
+
+
+def job_status(results: list[ReminderResult]) -> str:
+    """Name a finished job's status from its results."""
+    summary = Summary.of(results)
+    if summary.failed == 0:
+        return STATUS_SUCCEEDED
+    if summary.sent or summary.would_send:
+        return STATUS_PARTIALLY_SUCCEEDED
+    return STATUS_FAILED
+
+
+async def run_job(job_id: str, invocation_id: str | None) -> None:
+    """Run a job taken from the queue, and store its final body for the callers who poll.
+
+    A job that is unknown or already done is left alone, so a message delivered twice does
+    nothing. Errors that stop a run (permission, token) complete the job as failed, because
+    retrying would fail the same way; a storage failure is raised, so the queue retries it.
+    """
+    store = runtime.get_job_store()
+    job = await store.get(job_id)
+    if job is None or job.done:
+        logger.warning(
+            "Job %s is %s; nothing to do",
+            job_id,
+            "unknown" if job is None else "already done",
+            extra={"job_id": job_id},
+        )
+        return
+    request = ReminderRequest.from_dict(dict(job.request))
+    caller = Caller(
+        trigger="queue",
+        invocation_id=invocation_id,
+        workflow_run_id=job.caller.workflow_run_id,
+        client_tracking_id=job.caller.client_tracking_id,
+    )
+    try:
+        results = await run_request(request, caller)
+    except LedgerUnavailableError:
+        raise
+    except ReminderError as exc:
+        problem_body = error_response(exc, request, invocation_id).body
+        logger.error("Job %s failed: %s", job_id, exc, extra={"job_id": job_id})
+        await store.complete(job_id, STATUS_FAILED, problem_body)
+        return
+    body = {"summary": Summary.of(results).to_dict(), "results": [r.to_dict() for r in results]}
+    await store.complete(job_id, job_status(results), body)
+
+
+def is_stale(created_at: str, now: float) -> bool:
+    """Tell whether a job created at `created_at` (ISO 8601) has run for too long."""
+    try:
+        created = datetime.fromisoformat(created_at).timestamp()
+    except ValueError:
+        return False
+    return now - created > JOB_STALE_AFTER_S
 
 
 async def run_request(request: ReminderRequest, caller: Caller) -> list[ReminderResult]:
@@ -104,3 +216,53 @@ async def run_schedule(past_due: bool, invocation_id: str | None = None) -> list
     if failed:
         raise RunFailedError(failed, len(results))
     return results
+
+
+def describe_scope(request: ReminderRequest) -> str:
+    """Name a request's scope for a log line."""
+    if request.definition_id is None:
+        return "all definitions"
+    if request.instance_id is None:
+        return f"definition {request.definition_id}"
+    return f"instance {request.instance_id} of definition {request.definition_id}"
+
+
+async def job_status_response(
+    job_id: str, status_url: str, invocation_id: str | None
+) -> ApiResponse:
+    """Build the answer to a poll of a long job.
+
+    Raises LedgerUnavailableError when the job table cannot be read.
+    """
+    if not is_uuid(job_id):
+        return problem(
+            400,
+            "invalid-request",
+            "The job id is invalid",
+            "A job id is the UUID that the 202 response returned as jobId.",
+            invocation_id=invocation_id,
+        )
+    job = await runtime.get_job_store().get(job_id)
+    if job is None:
+        return problem(
+            404,
+            "not-found",
+            "The job was not found",
+            f"No reminder job has the id {job_id}. Jobs are kept in the "
+            f"{runtime.get_settings().jobs_table} table of the app's storage account.",
+            invocation_id=invocation_id,
+        )
+    if job.done:
+        return job_response(job_id, job.status, job.body, status_url, JOB_POLL_INTERVAL_S)
+    if is_stale(job.created_at, runtime.get_graph_client().clock.time()):
+        lost = problem(
+            500,
+            "job-lost",
+            "The job did not finish",
+            f"Job {job_id} has been running for over {JOB_STALE_AFTER_S // 60} minutes, so its "
+            "queue message was most likely lost. Send the request again: the reminder ledger "
+            "keeps reviewers from being reminded twice.",
+            invocation_id=invocation_id,
+        ).body
+        return job_response(job_id, STATUS_FAILED, lost, status_url, JOB_POLL_INTERVAL_S)
+    return job_response(job_id, job.status, None, status_url, JOB_POLL_INTERVAL_S)

@@ -23,6 +23,7 @@ REMINDER_DRY_RUN = "REMINDER_DRY_RUN"
 REMINDER_PENDING_CHECK = "REMINDER_PENDING_CHECK"
 REMINDER_COOLDOWN_HOURS = "REMINDER_COOLDOWN_HOURS"
 REMINDER_TABLE_PREFIX = "REMINDER_TABLE_PREFIX"
+REMINDER_SYNC_BUDGET_SECONDS = "REMINDER_SYNC_BUDGET_SECONDS"
 
 # Every app setting that the code or a binding expression reads. The infra tests check that the
 # Bicep sets each one, so a setting added here and forgotten in infra/ fails the build.
@@ -39,6 +40,7 @@ APP_SETTING_NAMES = (
     REMINDER_PENDING_CHECK,
     REMINDER_COOLDOWN_HOURS,
     REMINDER_TABLE_PREFIX,
+    REMINDER_SYNC_BUDGET_SECONDS,
 )
 
 DEFAULT_GRAPH_ENDPOINT = "https://graph.microsoft.com"
@@ -50,6 +52,11 @@ MAX_ENDING_WITHIN_DAYS = 365
 DEFAULT_REMINDER_COOLDOWN_HOURS = 20.0
 MAX_REMINDER_COOLDOWN_HOURS = 720.0
 DEFAULT_REMINDER_TABLE_PREFIX = "reminder"
+# Power Automate gives up on an HTTP action after 120 s, and the Functions front end cuts a
+# response at 230 s, so a synchronous answer must come well before either.
+DEFAULT_REMINDER_SYNC_BUDGET_S = 60.0
+MIN_REMINDER_SYNC_BUDGET_S = 5.0
+MAX_REMINDER_SYNC_BUDGET_S = 110.0
 # Table names have 3 to 63 letters and digits and start with a letter. The longest suffix is
 # "ledger", so the prefix keeps 57 characters at most.
 _TABLE_PREFIX = re.compile(r"[A-Za-z][A-Za-z0-9]{1,56}", re.ASCII)
@@ -173,6 +180,8 @@ class Settings:
     cooldown_s: float = DEFAULT_REMINDER_COOLDOWN_HOURS * 3600
     # Prefix of the Table storage tables: {prefix}ledger and {prefix}jobs.
     table_prefix: str = DEFAULT_REMINDER_TABLE_PREFIX
+    # A request expected to take longer is answered 202 and runs from a queue.
+    sync_budget_s: float = DEFAULT_REMINDER_SYNC_BUDGET_S
 
     @property
     def ledger_table(self) -> str:
@@ -257,6 +266,15 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         integer=False,
         problems=problems,
     )
+    sync_budget_s = _parse_number(
+        env,
+        REMINDER_SYNC_BUDGET_SECONDS,
+        DEFAULT_REMINDER_SYNC_BUDGET_S,
+        minimum=MIN_REMINDER_SYNC_BUDGET_S,
+        maximum=MAX_REMINDER_SYNC_BUDGET_S,
+        integer=False,
+        problems=problems,
+    )
     table_prefix = env.get(REMINDER_TABLE_PREFIX, "").strip() or DEFAULT_REMINDER_TABLE_PREFIX
     if _TABLE_PREFIX.fullmatch(table_prefix) is None:
         problems.append(
@@ -278,4 +296,5 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         pending_check=pending_check,
         cooldown_s=cooldown_hours * 3600,
         table_prefix=table_prefix,
+        sync_budget_s=sync_budget_s,
     )

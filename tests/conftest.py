@@ -14,8 +14,8 @@ import pytest
 from review_reminders import runtime
 from review_reminders.settings import APP_SETTING_NAMES
 
-# Azurite, started once per session from node_modules, for the ledger and job store tests.
-pytest_plugins = ["tests.azurite"]
+# Azurite, started once per session from node_modules, and the end-to-end fixtures.
+pytest_plugins = ["tests.azurite", "tests.functions_support"]
 
 _ENV_PREFIXES = ("AZURE_", "MSI_", "IDENTITY_", "IMDS_", "MSAL_", "AzureWebJobs")
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})

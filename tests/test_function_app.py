@@ -7,21 +7,13 @@ azure-identity credential, and calls the Graph emulator with httpx.
 
 from __future__ import annotations
 
-import json
-import logging
 import os
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import azure.functions as func
 import pytest
-from azure.functions.timer import TimerRequest
 
-import function_app
 from emulators import Emulators
 from emulators.sample import (
     FINANCE_APP_DEFINITION_ID,
@@ -38,126 +30,19 @@ from review_reminders import runtime
 from review_reminders.errors import RunFailedError
 from tests.azurite import Azurite
 from tests.conftest import FakeClock, clean_environ
-
-ROOT = Path(__file__).resolve().parent.parent
-MISSING_ID = "99999999-9999-4999-8999-999999999999"
-FUNCTION_KEY = "fk-test-key-that-must-not-be-logged"
-
-
-class InvocationContext(func.Context):
-    """The few Context members the functions read; the host supplies the real one."""
-
-    def __init__(self, function_name: str) -> None:
-        self._invocation_id = str(uuid.uuid4())
-        self._function_name = function_name
-
-    @property
-    def invocation_id(self) -> str:
-        return self._invocation_id
-
-    @property
-    def function_name(self) -> str:
-        return self._function_name
-
-    @property
-    def function_directory(self) -> str:
-        return str(ROOT)
-
-    @property
-    def trace_context(self) -> Any:
-        return None
-
-    @property
-    def retry_context(self) -> Any:
-        return None
-
-    @property
-    def thread_local_storage(self) -> Any:
-        return None
-
-
-# The SDK validates names on each get_functions() call and fails on the second, so call it once.
-FUNCTIONS = {
-    function.get_function_name(): function for function in function_app.app.get_functions()
-}
-
-
-def registered(name: str) -> Any:
-    assert name in FUNCTIONS, f"function {name} is not registered"
-    return FUNCTIONS[name]
-
-
-def use_storage(monkeypatch: pytest.MonkeyPatch, azurite: Azurite) -> None:
-    """Point the app at Azurite, with tables of its own so that no test sees another's ledger."""
-    monkeypatch.setenv("AzureWebJobsStorage", azurite.connection_string)
-    monkeypatch.setenv("REMINDER_TABLE_PREFIX", "t" + uuid.uuid4().hex[:12])
-
-
-@pytest.fixture
-def emulators(
-    monkeypatch: pytest.MonkeyPatch, clock: FakeClock, azurite: Azurite
-) -> Iterator[Emulators]:
-    with Emulators.start(page_size=2) as emu:
-        for name, value in emu.environ().items():
-            monkeypatch.setenv(name, value)
-        monkeypatch.setenv("REMINDER_SCHEDULE", "0 0 8 * * 1-5")
-        use_storage(monkeypatch, azurite)
-        runtime.use_clock(clock)
-        yield emu
-
-
-@pytest.fixture
-def captured_logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
-    caplog.set_level(logging.DEBUG)
-    for name in ("httpx", "httpcore", "azure", "msal"):
-        caplog.set_level(logging.DEBUG, logger=name)
-    return caplog
-
-
-async def call_http(
-    body: object, *, raw: bytes | None = None, content_type: str = "application/json"
-) -> func.HttpResponse:
-    request = func.HttpRequest(
-        method="POST",
-        url="http://localhost:7071/api/reminders?code=" + FUNCTION_KEY,
-        headers={"content-type": content_type, "x-functions-key": FUNCTION_KEY},
-        params={"code": FUNCTION_KEY},
-        body=raw if raw is not None else json.dumps(body).encode(),
-    )
-    handler = registered("remind_reviewers").get_user_function()
-    response: func.HttpResponse = await handler(request, InvocationContext("remind_reviewers"))
-    return response
-
-
-async def run_timer(past_due: bool = False) -> None:
-    handler = registered("remind_reviewers_on_schedule").get_user_function()
-    await handler(
-        TimerRequest(past_due=past_due), InvocationContext("remind_reviewers_on_schedule")
-    )
-
-
-def body_of(response: func.HttpResponse) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(response.get_body())
-    return data
-
-
-def graph_calls(emu: Emulators) -> list[str]:
-    """List the Graph API calls, batched or direct, leaving out the $batch envelopes."""
-    return [
-        f"{request.method} {request.path}"
-        for request in emu.graph.requests
-        if not request.path.endswith("/$batch")
-    ]
-
-
-def posts(emu: Emulators) -> list[str]:
-    """List the sendReminder calls Graph received, batched or direct."""
-    return [
-        request.path
-        for request in emu.graph.requests
-        if request.method == "POST" and request.path.endswith("/sendReminder")
-    ]
-
+from tests.functions_support import (
+    FUNCTION_KEY,
+    FUNCTIONS,
+    MISSING_ID,
+    ROOT,
+    body_of,
+    call_http,
+    graph_calls,
+    posts,
+    registered,
+    run_timer,
+    use_storage,
+)
 
 # Registration and import
 
@@ -185,7 +70,7 @@ def test_no_function_is_anonymous() -> None:
 def test_import_without_settings_is_cheap() -> None:
     script = (
         "import sys, function_app\n"
-        "assert len(function_app.app.get_functions()) == 2\n"
+        "assert len(function_app.app.get_functions()) == 5\n"
         "heavy = [m for m in ('httpx', 'azure.identity', 'azure.core') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )

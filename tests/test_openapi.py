@@ -38,17 +38,7 @@ from emulators.sample import (
 )
 from review_reminders import http_api
 from review_reminders.settings import is_guid
-
-# pytest loads test modules under their base name (there is no tests/__init__.py), so this is
-# the module it has already imported. Importing it again as tests.test_function_app would call
-# get_functions() a second time, which the SDK refuses.
-try:
-    import test_function_app as app_tests
-except ModuleNotFoundError:  # tests/ became a package
-    from tests import test_function_app as app_tests  # type: ignore[no-redef]
-
-# The end-to-end tests' fixture, so that these tests run with the same app settings.
-emulators = app_tests.emulators
+from tests import functions_support as app_tests
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC: dict[str, Any] = json.loads(
@@ -66,7 +56,6 @@ GUID = re.compile(FIELDS["definitionId"]["pattern"])
 SCOPE_FIELDS = ("definitionId", "instanceId", "allDefinitions")
 OPTION_FIELDS = tuple(name for name in FIELDS if name not in SCOPE_FIELDS)
 REJECTED_STATUSES = {400, 413, 415}
-NOT_SERVED_YET = "the function app does not serve this route yet"
 UNKNOWN_JOB_ID = "0b7c5a3e-2f4d-4e6a-9c1b-8d2e7f6a5b4c"
 
 EXAMPLES = settings(
@@ -419,7 +408,6 @@ def test_send_route_is_described() -> None:
     assert ("post", "reminders") in http_routes()
 
 
-@pytest.mark.xfail(strict=False, reason=NOT_SERVED_YET)
 def test_described_routes_all_registered() -> None:
     assert described_routes() == http_routes()
 
@@ -541,7 +529,6 @@ async def test_problem_names_invocation(
     assert re.fullmatch(r"urn:uuid:[0-9a-f-]{36}", body.get("instance", "")), body
 
 
-@pytest.mark.xfail(strict=False, reason=NOT_SERVED_YET)
 @pytest.mark.parametrize(
     ("job_id", "status"),
     [("not-a-job", 400), ("12345", 400), (UNKNOWN_JOB_ID, 404)],
@@ -554,7 +541,6 @@ async def test_job_status_responses_documented(
     check_documented(response, GET_JOB)
 
 
-@pytest.mark.xfail(strict=False, reason=NOT_SERVED_YET)
 async def test_served_description_is_this_file(emulators: Emulators) -> None:
     response = await call_get("openapi.json")
     check_documented(response, GET_DESCRIPTION)
