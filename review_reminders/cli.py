@@ -14,9 +14,9 @@ import logging
 import os
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TextIO, TypeVar
+from typing import TYPE_CHECKING, Any, TextIO
 
 from .auth import TOKEN_REFRESH_MARGIN_S, TOKEN_TIMEOUT_S, describe_identity
 from .errors import (
@@ -64,9 +64,9 @@ EXIT_INTERRUPTED = 130
 AUTH_AZURE_CLI = "azure-cli"
 AUTH_MANAGED_IDENTITY = "managed-identity"
 
-# Seconds between two progress lines on stderr.
+# Minimum seconds between two progress lines on stderr.
 PROGRESS_INTERVAL_S = 3.0
-# Longest definition display name shown in a table; longer names are cut.
+# Maximum width, in characters, of a definition's display name in a table. Longer names are cut.
 MAX_NAME_WIDTH = 40
 
 EXIT_CODES_HELP = """\
@@ -83,7 +83,7 @@ exit codes:
 LEDGER_HELP = """\
 The function app claims each instance in its Table storage ledger before it sends, so that
 a cooldown applies and two runs never remind the same instance at once. This command runs
-without the app's storage and sends without the ledger: neither the cooldown nor the
+without the app's storage, so it sends without the ledger. Neither the cooldown nor the
 overlap check applies, and the app's later runs do not know what this command sent.
 """
 
@@ -92,20 +92,20 @@ LEDGER_WARNING = (
     "check do not apply and reviewers may get a second reminder"
 )
 
-_T = TypeVar("_T")
-
 
 class UsageError(Exception):
     """Invalid arguments or environment, found after argparse accepted the command line."""
 
 
 class SignInError(TokenError):
-    """The operator's credential issued no token for Graph; the message says what to do."""
+    """The operator's credential issued no token for Graph. Its message names the fix."""
 
     def __init__(self, source: str, scope: str, cause: str, hint: str) -> None:
         super().__init__(source, scope, cause)
-        # TokenError's own message gives advice for the function app; replace it.
-        self.args = (f"Could not get a token for {scope} from {source}: {cause.rstrip('.')}. {hint}",)
+        # TokenError's own message gives advice for the function app, so replace it.
+        self.args = (
+            f"Could not get a token for {scope} from {source}: {cause.rstrip('.')}. {hint}",
+        )
 
 
 # Sign-in
@@ -169,7 +169,7 @@ class CredentialTokenSource:
         try:
             return self._credential.get_token(self._scope)
         except (AzureError, ValueError) as exc:
-            # ValueError: a scope the credential rejects, or an answer that is not a token.
+            # ValueError: a scope the credential rejects, or a response that is not a token.
             cause = _redact_identity_header(_first_line(exc))
             raise SignInError(self._source, self._scope, cause, self._hint) from exc
 
@@ -203,7 +203,7 @@ def make_token_source(auth: str, settings: Settings) -> CredentialTokenSource:
             source=f"the {describe_identity(client_id)}",
             hint=(
                 "--auth managed-identity works only on an Azure resource that has a managed "
-                f"identity; for a user-assigned identity, set {AZURE_CLIENT_ID} to its client id"
+                f"identity. For a user-assigned identity, set {AZURE_CLIENT_ID} to its client id."
             ),
         )
 
@@ -215,7 +215,7 @@ def make_token_source(auth: str, settings: Settings) -> CredentialTokenSource:
         source="the Azure CLI",
         hint=(
             "Run `az login` and try again. For a national cloud, run `az cloud set --name ...` "
-            "before `az login` and pass its Graph endpoint with --graph-endpoint"
+            "before `az login`, and pass its Graph endpoint with --graph-endpoint."
         ),
     )
 
@@ -224,12 +224,11 @@ def make_token_source(auth: str, settings: Settings) -> CredentialTokenSource:
 
 
 def _guid(raw: str) -> str:
-    value = raw.strip()
-    if not is_guid(value):
+    if not is_guid(raw):
         raise argparse.ArgumentTypeError(
             f"must be a GUID such as 00000000-0000-0000-0000-000000000000, got {raw!r}"
         )
-    return value.lower()
+    return raw.lower()
 
 
 def _validate_setting(name: str, raw: str) -> Settings:
@@ -257,8 +256,8 @@ def _timeout(raw: str) -> float:
 
 def _ending_within_days(raw: str) -> int:
     days = _validate_setting(REMINDER_ENDING_WITHIN_DAYS, raw).ending_within_days
-    assert days is not None  # noqa: S101  # a non-empty valid value is always a number
-    return days
+    # A value that passed validation is never empty, so it is always a number.
+    return 0 if days is None else days
 
 
 def _common_options() -> argparse.ArgumentParser:
@@ -279,7 +278,7 @@ def _common_options() -> argparse.ArgumentParser:
         type=_graph_endpoint,
         help=(
             f"Graph root without /v1.0, for a national cloud (default: {GRAPH_ENDPOINT}, "
-            f"or {DEFAULT_GRAPH_ENDPOINT}); https, or http for loopback only"
+            f"or {DEFAULT_GRAPH_ENDPOINT}). Must be https, or http for a loopback host"
         ),
     )
     common.add_argument(
@@ -287,7 +286,9 @@ def _common_options() -> argparse.ArgumentParser:
         metavar="N",
         type=_max_concurrency,
         default=DEFAULT_GRAPH_MAX_CONCURRENCY,
-        help=f"Graph requests in flight at once, 1 to {MAX_GRAPH_CONCURRENCY} (default: %(default)s)",
+        help=(
+            f"Graph requests in flight at once, 1 to {MAX_GRAPH_CONCURRENCY} (default: %(default)s)"
+        ),
     )
     common.add_argument(
         "--timeout",
@@ -335,8 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description=(
-            "List active Microsoft Entra access review instances and remind their reviewers "
-            "through Microsoft Graph, signed in as you."
+            "List active Microsoft Entra access review instances and remind their reviewers\n"
+            "through Microsoft Graph, signed in as you or as a managed identity."
         ),
         epilog=EXIT_CODES_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -348,12 +349,14 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         help="list the InProgress instances of one definition or of all",
         description=(
-            "List the InProgress instances of one definition, or of every definition in the "
+            "List the InProgress instances of one definition, or of every definition in the\n"
             "tenant, with whether any reviewer still has to decide."
         ),
         epilog=EXIT_CODES_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    # Kept on the parsed arguments, so that a later check reports errors with this usage.
+    list_parser.set_defaults(command_parser=list_parser)
     _add_scope(list_parser, "every definition in the tenant")
     list_parser.add_argument(
         "--no-pending-check",
@@ -367,14 +370,15 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         help="remind the reviewers of InProgress instances (or --dry-run)",
         description=(
-            "Remind the reviewers who have not decided yet, for one instance, for every "
+            "Remind the reviewers who have not decided yet: of one instance, of every\n"
             "InProgress instance of one definition, or of every definition (--all).\n\n"
             + LEDGER_HELP
         ),
         epilog=EXIT_CODES_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _add_scope(remind_parser, "every definition in the tenant; it must be given explicitly")
+    remind_parser.set_defaults(command_parser=remind_parser)
+    _add_scope(remind_parser, "every definition in the tenant (never implied: give it explicitly)")
     remind_parser.add_argument(
         "--instance-id",
         metavar="GUID",
@@ -384,7 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
     remind_parser.add_argument(
         "--dry-run",
         action="store_true",
-        help="check the targets and report them as wouldSend or skipped; send nothing",
+        help="check the targets and report each as wouldSend or skipped, but send nothing",
     )
     remind_parser.add_argument(
         "--ending-within-days",
@@ -404,7 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def load_cli_settings(args: argparse.Namespace, environ: os._Environ[str] | dict[str, str]) -> Settings:
+def load_cli_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Settings:
     """Combine the validated flags with GRAPH_ENDPOINT and AZURE_CLIENT_ID from `environ`.
 
     Raises UsageError naming each invalid environment variable.
@@ -508,7 +512,7 @@ class ListedInstance:
 
 @dataclass
 class Listing:
-    """What `list` found, and what it could not read."""
+    """Instances that `list` found, and a problem for each item it could not read."""
 
     instances: list[ListedInstance]
     problems: list[str]
@@ -528,7 +532,7 @@ async def _single(definition: Definition) -> AsyncIterator[Definition]:
 
 
 class InstanceLister:
-    """Lists InProgress instances of many definitions at once, then checks their decisions.
+    """Lister of InProgress instances: many definitions at once, then each instance's decisions.
 
     Permission and token errors stop the listing. Any other Graph error on one definition or
     instance becomes a problem, and the listing goes on.
@@ -547,7 +551,7 @@ class InstanceLister:
         self._definitions_done = 0
         self._instances_found = 0
 
-    async def list(self, definition_id: str | None) -> Listing:
+    async def run(self, definition_id: str | None) -> Listing:
         """List one definition's instances, or every definition's when `definition_id` is None.
 
         Raises GraphNotFoundError when the named definition does not exist.
@@ -575,9 +579,12 @@ class InstanceLister:
 
     async def _list_definition(self, definition: Definition, found: list[ListedInstance]) -> None:
         instances: list[Instance] = []
+        # Graph can list an instance twice when its pages shift during the listing.
+        seen: set[str] = set()
         try:
             async for instance in self._graph.list_instances(definition.id):
-                if all(known.id != instance.id for known in instances):
+                if instance.id not in seen:
+                    seen.add(instance.id)
                     instances.append(instance)
         except (GraphPermissionError, TokenError):
             raise
@@ -598,8 +605,10 @@ class InstanceLister:
         self._definitions_done += 1
         self._instances_found += len(instances)
         self._progress.report(
-            lambda: f"listed {self._instances_found} instances of "
-            f"{self._definitions_done} definitions..."
+            lambda: (
+                f"listed {self._instances_found} instances of "
+                f"{self._definitions_done} definitions..."
+            )
         )
 
     async def _check(self, definition: Definition, instance: Instance) -> ListedInstance:
@@ -665,7 +674,7 @@ def _counting_run(
 
 
 class RemindProgress:
-    """Counts results by outcome and reports them through a Progress."""
+    """Counter of results by outcome, reported through a Progress."""
 
     def __init__(self, progress: Progress) -> None:
         self._progress = progress
@@ -681,7 +690,9 @@ class RemindProgress:
         return f"processed {done} instances: {parts}..."
 
 
-def print_results(results: Sequence[ReminderResult], *, as_json: bool, dry_run: bool, out: TextIO) -> None:
+def print_results(
+    results: Sequence[ReminderResult], *, as_json: bool, dry_run: bool, out: TextIO
+) -> None:
     """Print the results as a table and a summary line, or as the HTTP API's JSON body."""
     summary = Summary.of(results)
     if as_json:
@@ -734,19 +745,19 @@ async def _remind(
 
 
 def _permission_message(exc: GraphPermissionError, auth: str, settings: Settings) -> str:
-    text = f"Graph denied access: {exc.reason}"
+    text = exc.reason
     if exc.request_id:
         text += f" [request-id {exc.request_id}]"
     if exc.status == 401:
         return (
-            f"{text}. Graph rejected the token: it may be for another cloud than "
-            f"{settings.graph_endpoint}; check --graph-endpoint and how you signed in."
+            f"{text}. Graph rejected the token, which may be for another cloud than "
+            f"{settings.graph_endpoint}. Check --graph-endpoint and how you signed in."
         )
     if auth == AUTH_MANAGED_IDENTITY:
         identity = describe_identity(settings.managed_identity_client_id)
         return (
             f"{text}. The {identity} needs the Microsoft Graph application permission "
-            f"{REQUIRED_PERMISSION}; a new grant can take up to 24 hours to reach its tokens."
+            f"{REQUIRED_PERMISSION}. A new grant can take up to 24 hours to reach its tokens."
         )
     return (
         f"{text}. Signed in with `az login`, you need a Microsoft Entra role that manages "
@@ -787,7 +798,7 @@ async def run_command(args: argparse.Namespace, settings: Settings) -> int:
         if args.command == "list":
             listing = await InstanceLister(
                 graph, pending_check=args.pending_check, progress=progress
-            ).list(args.definition_id)
+            ).run(args.definition_id)
             print_listing(listing, as_json=args.json, pending_check=args.pending_check, out=out)
             for problem in listing.problems:
                 print(f"{PROG}: error: {problem}", file=sys.stderr)
@@ -838,7 +849,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         if args.command == "remind" and args.instance_id and not args.definition_id:
-            parser.error("remind: --instance-id needs --definition-id, not --all")
+            args.command_parser.error("--instance-id needs --definition-id, not --all")
     except SystemExit as exc:
         # argparse exits with 0 after --help and with 2 after printing a usage error.
         return _exit_code(exc.code)
@@ -852,11 +863,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
 
     try:
-        return _run_sync(run_command(args, settings))
+        return asyncio.run(run_command(args, settings))
     except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; some reminders may have been sent", file=sys.stderr)
+        print(f"{PROG}: interrupted, and some reminders may have been sent", file=sys.stderr)
         return EXIT_INTERRUPTED
-
-
-def _run_sync(coroutine: Coroutine[Any, Any, _T]) -> _T:
-    return asyncio.run(coroutine)
