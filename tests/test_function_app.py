@@ -208,9 +208,23 @@ async def test_missing_permission_is_502_once(emulators: Emulators) -> None:
 async def test_permission_lost_mid_run_stops(emulators: Emulators) -> None:
     emulators.graph.fail("POST", r"/sendReminder$", 403, times=100)
     response = await call_http({"definitionId": GUEST_REVIEW_DEFINITION_ID})
+    body = body_of(response)
     assert response.status_code == 502
-    assert "AccessReview.ReadWrite.All" in body_of(response)["detail"]
-    assert len(posts(emulators)) <= 4  # at most one round of GRAPH_MAX_CONCURRENCY requests
+    assert "AccessReview.ReadWrite.All" in body["detail"]
+    assert body["summary"]["sent"] == 0
+    # At most one attempt each: a 403 is never retried.
+    assert len(posts(emulators)) <= len(GUEST_IN_PROGRESS_INSTANCE_IDS)
+
+
+async def test_permission_stop_lists_sent(emulators: Emulators) -> None:
+    denied = GUEST_IN_PROGRESS_INSTANCE_IDS[4]
+    emulators.graph.fail("POST", denied + "/sendReminder$", 403)
+    response = await call_http({"definitionId": GUEST_REVIEW_DEFINITION_ID})
+    body = body_of(response)
+    sent = {r["instanceId"] for r in body["results"] if r["outcome"] == "sent"}
+    assert response.status_code == 502
+    assert sent == {pair[1] for pair in emulators.graph.reminders}
+    assert body["summary"]["sent"] == len(emulators.graph.reminders)
 
 
 async def test_unknown_client_id_is_502(
