@@ -16,6 +16,12 @@ match and what they send. A fault with `hold=True` sends nothing until `release(
 `stop()`, for testing client timeouts. After `deny_access()`, every authenticated request
 gets 403 Authorization_RequestDenied.
 
+The Graph emulator also serves instance decisions and the stages of multi-stage reviews,
+seeded with `add_decision` and `add_stage`, and JSON batches at `POST /v1.0/$batch` (see
+`emulators.batch`). Inside a batch, faults match each sub-request's path, and a held fault
+delays the whole batch response until `release()`. `Throttle` makes the emulator return 429
+beyond a request rate, and `latency_s` makes it slow.
+
 `seed_sample_tenant` adds the fixed-id tenant described in `emulators.sample`.
 `python -m emulators` runs both servers until Ctrl+C and prints the variables to export.
 """
@@ -27,6 +33,7 @@ from emulators.graph import GraphEmulator, RecordedRequest
 from emulators.harness import Emulators
 from emulators.identity import IdentityEmulator, TokenRequest
 from emulators.sample import seed_sample_tenant
+from emulators.throttle import Throttle
 
 __all__ = [
     "Emulators",
@@ -34,6 +41,7 @@ __all__ = [
     "GraphEmulator",
     "IdentityEmulator",
     "RecordedRequest",
+    "Throttle",
     "TokenRequest",
     "seed_sample_tenant",
 ]

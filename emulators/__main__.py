@@ -48,6 +48,24 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
         help=f"lifetime of issued tokens in seconds (default: {DEFAULT_TOKEN_LIFETIME_S})",
     )
     parser.add_argument(
+        "--throttle-limit",
+        type=int,
+        help="return 429 to Graph requests beyond this many per --throttle-window "
+        "(default: no throttling)",
+    )
+    parser.add_argument(
+        "--throttle-window",
+        type=float,
+        default=10.0,
+        help="throttle window in seconds (default: 10)",
+    )
+    parser.add_argument(
+        "--latency",
+        type=float,
+        default=0.0,
+        help="seconds the Graph emulator waits before it handles each request (default: 0)",
+    )
+    parser.add_argument(
         "--empty", action="store_true", help="start with no definitions instead of the sample"
     )
     parser.add_argument("--verbose", action="store_true", help="also log HTTP server details")
@@ -79,6 +97,9 @@ def main(argv: list[str] | None = None) -> int:
         token_lifetime_s=args.token_lifetime,
         graph_port=args.graph_port,
         identity_port=args.identity_port,
+        throttle_limit=args.throttle_limit,
+        throttle_window_s=args.throttle_window,
+        latency_s=args.latency,
     )
     with emulators:
         print("# Export these in the shell that runs `func start`:")

@@ -73,9 +73,6 @@ class _Handler(BaseHTTPRequestHandler):
     # Headers and body leave in separate writes; with Nagle's algorithm on, each response then
     # waits for the client's delayed ACK, about 40 ms or more per call on loopback.
     disable_nagle_algorithm = True
-    # Sets TCP_NODELAY. Headers and body go out in separate writes, and with Nagle's algorithm
-    # the body would wait for the client's delayed ACK, tens of milliseconds per response.
-    disable_nagle_algorithm = True
 
     def _handle(self) -> None:
         owner = cast(_Server, self.server).owner

@@ -1,10 +1,11 @@
 """Emulate the Microsoft Graph v1.0 access review routes that the reminder app calls.
 
-The state (definitions and their instances) lives in memory. Each request passes, in order,
-through the scripted faults, the bearer token check, `deny_access`, and the route table in
-`GraphEmulator._register_routes`. Route handlers take a `GraphCall` and never see HTTP, so a
-later `POST /v1.0/$batch` can run each sub-request through `GraphEmulator._route`, and instance
-`stages` or `decisions` are further `Router.add` calls.
+The state (definitions, instances, stages and decisions) lives in memory. Each request passes,
+in order, through the latency delay, the scripted faults, the bearer token check,
+`deny_access`, the throttle, and the route table in `GraphEmulator._register_routes`. Route
+handlers take a `GraphCall` and never see HTTP. A `POST /v1.0/$batch` is authenticated once,
+and then each of its sub-requests goes through the faults, `deny_access`, the throttle and
+the routes just as a direct request does.
 """
 
 from __future__ import annotations
@@ -14,41 +15,37 @@ import binascii
 import json
 import logging
 import re
-import threading
-import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Protocol
-from urllib.parse import parse_qsl, quote, urlencode
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 from emulators._http import IncomingRequest, LoopbackServer, OutgoingResponse, json_response
+from emulators._model import (
+    Decision,
+    Definition,
+    Instance,
+    JsonObject,
+    Stage,
+    TenantModel,
+    iso,
+    random_id,
+    utc_now,
+)
 from emulators._routing import Router
+from emulators.batch import BatchFormatError, BatchItem, parse_batch, response_entry
 from emulators.faults import Fault, FaultQueue
+from emulators.throttle import Throttle, TokenBucket, retry_after_seconds
 
 logger = logging.getLogger(__name__)
 
 API_VERSION_PREFIX = "/v1.0"
+BATCH_PATH = API_VERSION_PREFIX + "/$batch"
 DEFINITIONS_PATH = "/identityGovernance/accessReviews/definitions"
 DEFAULT_PAGE_SIZE = 2
 REQUIRED_PERMISSION = "AccessReview.ReadWrite.All"
-
-# Values of accessReviewInstance.status and accessReviewScheduleDefinition.status in v1.0.
-REVIEW_STATUSES = frozenset(
-    {
-        "Initializing",
-        "NotStarted",
-        "Starting",
-        "InProgress",
-        "Completing",
-        "Completed",
-        "AutoReviewing",
-        "AutoReviewed",
-        "Applying",
-        "Applied",
-    }
-)
 
 _ERROR_CODES = {
     400: "BadRequest",
@@ -56,40 +53,17 @@ _ERROR_CODES = {
     403: "Authorization_RequestDenied",
     404: "NotFound",
     405: "MethodNotAllowed",
+    424: "FailedDependency",
     429: "TooManyRequests",
     500: "InternalServerError",
     503: "ServiceUnavailable",
     504: "GatewayTimeout",
 }
 _SUPPORTED_QUERY_OPTIONS = frozenset({"$filter", "$select", "$skiptoken", "$top"})
-_STATUS_FILTER = re.compile(r"\s*status\s+eq\s+'([^']*)'\s*")
+# The only $filter forms served: "<property> eq '<value>'" on status or decision.
+_EQ_FILTER = re.compile(r"\s*([A-Za-z]+)\s+eq\s+'([^']*)'\s*")
 _MAX_TOP = 999
 _METADATA_DEFINITIONS = "/$metadata#identityGovernance/accessReviews/definitions"
-
-JsonObject = dict[str, object]
-
-
-def _iso(moment: datetime) -> str:
-    if moment.tzinfo is None:
-        raise ValueError(f"datetime {moment!r} has no time zone; pass an aware UTC datetime")
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _now() -> datetime:
-    return datetime.now(UTC).replace(microsecond=0)
-
-
-def _new_id() -> str:
-    return str(uuid.uuid4())
-
-
-def _normalize_id(value: str) -> str:
-    return str(uuid.UUID(value))
-
-
-def _validate_status(status: str) -> None:
-    if status not in REVIEW_STATUSES:
-        raise ValueError(f"Unknown review status {status!r}; use one of {sorted(REVIEW_STATUSES)}")
 
 
 def _encode_skiptoken(offset: int) -> str:
@@ -106,14 +80,6 @@ def _decode_skiptoken(token: str) -> int | None:
     if not isinstance(offset, int) or offset < 0:
         return None
     return offset
-
-
-def _default_scope() -> JsonObject:
-    return {
-        "@odata.type": "#microsoft.graph.accessReviewQueryScope",
-        "query": "/groups",
-        "queryType": "MicrosoftGraph",
-    }
 
 
 class TokenVerifier(Protocol):
@@ -156,7 +122,12 @@ class GraphCall:
 
 @dataclass(frozen=True)
 class RecordedRequest:
-    """Graph request as the emulator saw it. The Authorization header value is never kept."""
+    """Graph request as the emulator saw it. The Authorization header value is never kept.
+
+    A sub-request of a `$batch` has `batched=True`, its own method, path and query, and the
+    `has_authorization` of the batch, which is recorded after its sub-requests. `delay_s` is
+    the latency that the emulator added before it responded.
+    """
 
     method: str
     path: str
@@ -165,56 +136,28 @@ class RecordedRequest:
     has_authorization: bool
     client_request_id: str | None
     status: int
+    batched: bool = False
+    delay_s: float = 0.0
 
 
-@dataclass
-class _Instance:
-    id: str
-    definition_id: str
-    status: str
-    start: str
-    end: str
-    scope: JsonObject
-
-    def to_json(self) -> JsonObject:
-        return {
-            "id": self.id,
-            "startDateTime": self.start,
-            "endDateTime": self.end,
-            "status": self.status,
-            "scope": dict(self.scope),
-        }
-
-
-@dataclass
-class _Definition:
-    id: str
-    display_name: str
-    status: str
-    created: str
-    scope: JsonObject
-    instances: dict[str, _Instance] = field(default_factory=dict)
-
-    def to_json(self) -> JsonObject:
-        return {
-            "id": self.id,
-            "displayName": self.display_name,
-            "status": self.status,
-            "createdDateTime": self.created,
-            "lastModifiedDateTime": self.created,
-            "scope": dict(self.scope),
-        }
+class _JsonItem(Protocol):
+    def to_json(self) -> JsonObject: ...
 
 
 RouteHandler = Callable[[GraphCall], OutgoingResponse]
 
 
-class GraphEmulator:
-    """Microsoft Graph access review API on 127.0.0.1, backed by in-memory definitions.
+class GraphEmulator(TenantModel):
+    """Microsoft Graph access review API on 127.0.0.1, backed by an in-memory tenant.
 
-    Collections return at most `page_size` items per page. With `token_verifier` set, every
-    request needs a bearer token that the verifier accepts for this emulator's origin. With
-    None, any non-empty bearer token is accepted.
+    Seed the tenant with the methods inherited from `TenantModel`. Collections return at most
+    `page_size` items per page. With `token_verifier` set, every request needs a bearer token
+    that the verifier accepts for this emulator's origin. With None, any non-empty bearer
+    token is accepted.
+
+    With `throttle`, requests beyond its rate get 429 TooManyRequests, and `request_count`
+    lists which requests count. `latency_s` delays every response, a `$batch` response only once.
+    `time_source` is the throttle's clock, in seconds.
     """
 
     def __init__(
@@ -223,16 +166,25 @@ class GraphEmulator:
         page_size: int = DEFAULT_PAGE_SIZE,
         token_verifier: TokenVerifier | None = None,
         port: int = 0,
+        throttle: Throttle | None = None,
+        latency_s: float = 0.0,
+        time_source: Callable[[], float] = time.monotonic,
     ) -> None:
         if page_size < 1:
             raise ValueError(f"page_size must be at least 1, got {page_size}")
+        _validate_latency(latency_s)
+        super().__init__()
         self.page_size = page_size
         self._token_verifier = token_verifier
-        self._lock = threading.Lock()
-        self._definitions: dict[str, _Definition] = {}
+        self._time_source = time_source
         self._reminders: list[tuple[str, str]] = []
         self._requests: list[RecordedRequest] = []
         self._access_denied = False
+        self._bucket = None if throttle is None else TokenBucket(throttle, time_source)
+        self._latency_s = latency_s
+        self._request_count = 0
+        self._throttled_count = 0
+        self._batch_count = 0
         self._faults = FaultQueue()
         self._router: Router[RouteHandler] = Router()
         self._register_routes()
@@ -251,77 +203,6 @@ class GraphEmulator:
     def stop(self) -> None:
         """Release held responses and stop serving."""
         self._server.stop()
-
-    def add_definition(
-        self,
-        display_name: str,
-        *,
-        definition_id: str | None = None,
-        status: str = "InProgress",
-        scope: Mapping[str, object] | None = None,
-    ) -> str:
-        """Create an access review definition and return its id (a lowercase GUID)."""
-        _validate_status(status)
-        new_id = _normalize_id(definition_id) if definition_id else _new_id()
-        definition = _Definition(
-            id=new_id,
-            display_name=display_name,
-            status=status,
-            created=_iso(_now()),
-            scope=dict(scope) if scope is not None else _default_scope(),
-        )
-        with self._lock:
-            if new_id in self._definitions:
-                raise ValueError(f"Definition {new_id} already exists")
-            self._definitions[new_id] = definition
-        return new_id
-
-    def add_instance(
-        self,
-        definition_id: str,
-        status: str,
-        *,
-        instance_id: str | None = None,
-        start: datetime | None = None,
-        end: datetime | None = None,
-        scope: Mapping[str, object] | None = None,
-    ) -> str:
-        """Create an instance of a definition and return its id (a lowercase GUID).
-
-        `start` defaults to one day ago and `end` to 14 days after `start`. Both must be
-        time-zone aware. `scope` defaults to the definition's scope.
-        """
-        _validate_status(status)
-        start = start or _now() - timedelta(days=1)
-        end = end or start + timedelta(days=14)
-        new_id = _normalize_id(instance_id) if instance_id else _new_id()
-        with self._lock:
-            definition = self._definitions.get(definition_id.lower())
-            if definition is None:
-                raise KeyError(f"Definition {definition_id} does not exist")
-            if new_id in definition.instances:
-                raise ValueError(f"Instance {new_id} already exists in definition {definition.id}")
-            definition.instances[new_id] = _Instance(
-                id=new_id,
-                definition_id=definition.id,
-                status=status,
-                start=_iso(start),
-                end=_iso(end),
-                scope=dict(scope) if scope is not None else dict(definition.scope),
-            )
-        return new_id
-
-    def set_status(self, definition_id: str, instance_id: str, status: str) -> None:
-        """Change an instance's status, for example to end a review mid-test."""
-        _validate_status(status)
-        with self._lock:
-            definition = self._definitions.get(definition_id.lower())
-            instance = definition.instances.get(instance_id.lower()) if definition else None
-            if instance is None:
-                raise KeyError(
-                    f"Instance {instance_id} of definition {definition_id} does not exist"
-                )
-            instance.status = status
 
     @property
     def reminders(self) -> list[tuple[str, str]]:
@@ -385,8 +266,61 @@ class GraphEmulator:
         with self._lock:
             self._access_denied = enabled
 
+    @property
+    def throttle(self) -> Throttle | None:
+        """Rate limit in force, or None when requests are never throttled."""
+        with self._lock:
+            return None if self._bucket is None else self._bucket.throttle
+
+    def set_throttle(self, throttle: Throttle | None) -> None:
+        """Replace the rate limit with `throttle` and a full bucket, or turn it off with None."""
+        bucket = None if throttle is None else TokenBucket(throttle, self._time_source)
+        with self._lock:
+            self._bucket = bucket
+
+    @property
+    def latency_s(self) -> float:
+        """Seconds that the server waits before it handles each request."""
+        with self._lock:
+            return self._latency_s
+
+    @latency_s.setter
+    def latency_s(self, seconds: float) -> None:
+        _validate_latency(seconds)
+        with self._lock:
+            self._latency_s = seconds
+
+    @property
+    def request_count(self) -> int:
+        """Requests that reached the throttle, throttled or not, counting each batched one.
+
+        A request counts once it passed the scripted faults, authentication, `deny_access` and
+        the /v1.0 prefix check. The `$batch` request itself never counts. Requests are counted
+        with or without a throttle.
+        """
+        with self._lock:
+            return self._request_count
+
+    @property
+    def throttled_count(self) -> int:
+        """429 responses sent by the throttle. Scripted 429 faults are not included."""
+        with self._lock:
+            return self._throttled_count
+
+    @property
+    def batch_count(self) -> int:
+        """`$batch` requests whose sub-requests ran, that is, every 200 batch response."""
+        with self._lock:
+            return self._batch_count
+
+    # Request pipeline
+
     def _serve(self, request: IncomingRequest) -> OutgoingResponse:
-        request_id = _new_id()
+        delay_s = self.latency_s
+        if delay_s > 0:
+            # Sleeps on this request's server thread: the emulated service, not the client, is slow.
+            time.sleep(delay_s)
+        request_id = random_id()
         client_request_id = request.header("client-request-id")
         call = GraphCall(
             method=request.method,
@@ -415,6 +349,7 @@ class GraphEmulator:
             has_authorization=request.header("authorization") is not None,
             client_request_id=client_request_id,
             status=response.status,
+            delay_s=delay_s,
         )
         with self._lock:
             self._requests.append(record)
@@ -426,6 +361,15 @@ class GraphEmulator:
     def _respond(self, request: IncomingRequest, call: GraphCall) -> OutgoingResponse:
         try:
             self._authenticate(request)
+            if call.path.lower() == BATCH_PATH.lower():
+                return self._run_batch(call)
+        except GraphError as error:
+            return self._error_response(call, error)
+        return self._dispatch(call)
+
+    def _dispatch(self, call: GraphCall) -> OutgoingResponse:
+        """Check `deny_access` and the throttle, then route a request or sub-request."""
+        try:
             with self._lock:
                 denied = self._access_denied
             if denied:
@@ -436,6 +380,7 @@ class GraphEmulator:
                 )
             if not call.path.startswith(API_VERSION_PREFIX + "/"):
                 raise GraphError(404, "NotFound", f"Only {API_VERSION_PREFIX} is served.")
+            self._admit()
             return self._route(call)
         except GraphError as error:
             return self._error_response(call, error)
@@ -459,6 +404,101 @@ class GraphEmulator:
         problem = self._token_verifier.verify_token(token, self.endpoint)
         if problem is not None:
             raise GraphError(401, "InvalidAuthenticationToken", problem)
+
+    def _admit(self) -> None:
+        """Count one request, and raise 429 when the throttle's bucket has no token for it."""
+        with self._lock:
+            self._request_count += 1
+            bucket = self._bucket
+        if bucket is None:
+            return
+        wait_s = bucket.take()
+        if wait_s is None:
+            return
+        with self._lock:
+            self._throttled_count += 1
+        seconds = retry_after_seconds(wait_s)
+        limit = bucket.throttle
+        raise GraphError(
+            429,
+            "TooManyRequests",
+            f"Too many requests: the emulator allows {limit.limit} requests per "
+            f"{limit.window_s:g} s. Retry after {seconds} s.",
+            {"Retry-After": str(seconds)},
+        )
+
+    def _run_batch(self, call: GraphCall) -> OutgoingResponse:
+        """Run each sub-request of a JSON batch in the order sent and return the batch response."""
+        if call.method != "POST":
+            raise GraphError(
+                405,
+                "MethodNotAllowed",
+                f"{call.method} is not allowed on /$batch; send the batch with POST.",
+                {"Allow": "POST"},
+            )
+        try:
+            items = parse_batch(call.body)
+        except BatchFormatError as error:
+            raise GraphError(400, "BadRequest", str(error)) from None
+
+        statuses: dict[str, int] = {}
+        entries: list[JsonObject] = []
+        hold = False
+        for item in items:
+            response = self._run_batch_item(item, statuses)
+            statuses[item.id] = response.status
+            hold = hold or response.hold
+            entries.append(response_entry(item.id, response))
+        with self._lock:
+            self._batch_count += 1
+
+        # Graph does not promise any order, so reversing it makes a client that pairs
+        # responses by position instead of by id fail in tests.
+        entries.reverse()
+        response = json_response(200, {"responses": entries})
+        # A held fault on any sub-request delays the whole batch response until release().
+        response.hold = hold
+        return response
+
+    def _run_batch_item(self, item: BatchItem, statuses: Mapping[str, int]) -> OutgoingResponse:
+        url = urlsplit(item.url)
+        path = API_VERSION_PREFIX + "/" + url.path.lstrip("/")
+        call = GraphCall(
+            method=item.method,
+            path=path,
+            params={},
+            query=dict(parse_qsl(url.query, keep_blank_values=True)),
+            body=item.body,
+            request_id=random_id(),
+            client_request_id=item.header("client-request-id"),
+        )
+
+        failed = [dependency for dependency in item.depends_on if statuses[dependency] >= 300]
+        if failed:
+            # Graph answers 424 to a request whose dependsOn names a request that failed.
+            message = f"Request {item.id} did not run because request {failed[0]} failed."
+            response = self._error_response(call, GraphError(424, "FailedDependency", message))
+        else:
+            fault = self._faults.take(call.method, path)
+            if fault is not None:
+                response = self._fault_response(call, fault)
+            else:
+                response = self._dispatch(call)
+
+        record = RecordedRequest(
+            method=call.method,
+            path=path,
+            query=call.query,
+            raw_query=url.query,
+            has_authorization=True,
+            client_request_id=call.client_request_id,
+            status=response.status,
+            batched=True,
+        )
+        with self._lock:
+            self._requests.append(record)
+        logger.info("$batch request %s: %s %s -> %d", item.id, call.method, path, response.status)
+        return response
 
     def _route(self, call: GraphCall) -> OutgoingResponse:
         """Run the handler for `call.path` (with /v1.0) without faults or authentication."""
@@ -499,7 +539,7 @@ class GraphEmulator:
 
     def _error_response(self, call: GraphCall, error: GraphError) -> OutgoingResponse:
         inner_error: JsonObject = {
-            "date": _iso(_now()).removesuffix("Z"),
+            "date": iso(utc_now()).removesuffix("Z"),
             "request-id": call.request_id,
         }
         if call.client_request_id is not None:
@@ -537,21 +577,27 @@ class GraphEmulator:
         )
         return response
 
+    # Access review resources
+
     def _register_routes(self) -> None:
         definition = DEFINITIONS_PATH + "/{definition_id}"
         instance = definition + "/instances/{instance_id}"
+        stage = instance + "/stages/{stage_id}"
         self._router.add("GET", DEFINITIONS_PATH, self._list_definitions)
         self._router.add("GET", definition, self._get_definition)
         self._router.add("GET", definition + "/instances", self._list_instances)
         self._router.add("GET", instance, self._get_instance)
         self._router.add("POST", instance + "/sendReminder", self._send_reminder)
+        self._router.add("GET", instance + "/decisions", self._list_instance_decisions)
+        self._router.add("GET", instance + "/stages", self._list_stages)
+        self._router.add("GET", stage, self._get_stage)
+        self._router.add("GET", stage + "/decisions", self._list_stage_decisions)
 
     def _list_definitions(self, call: GraphCall) -> OutgoingResponse:
         self._reject_filter(call)
-        with self._lock:
-            items = [definition.to_json() for definition in self._definitions.values()]
         context = f"{self.endpoint}{API_VERSION_PREFIX}{_METADATA_DEFINITIONS}"
-        return self._page(call, items, context)
+        with self._lock:
+            return self._page(call, list(self._definitions.values()), context)
 
     def _get_definition(self, call: GraphCall) -> OutgoingResponse:
         with self._lock:
@@ -560,20 +606,16 @@ class GraphEmulator:
         return json_response(200, {"@odata.context": context, **self._select(call, item)})
 
     def _list_instances(self, call: GraphCall) -> OutgoingResponse:
-        filter_status = self._parse_status_filter(call)
+        wanted = self._parse_eq_filter(call, "status")
         with self._lock:
             definition = self._require_definition(call.params["definition_id"])
             items = [
-                instance.to_json()
+                instance
                 for instance in definition.instances.values()
-                if filter_status is None or instance.status == filter_status
+                if wanted is None or instance.status == wanted
             ]
-            definition_id = definition.id
-        context = (
-            f"{self.endpoint}{API_VERSION_PREFIX}{_METADATA_DEFINITIONS}"
-            f"('{definition_id}')/instances"
-        )
-        return self._page(call, items, context)
+            context = f"{self._definition_context(definition.id)}/instances"
+            return self._page(call, items, context)
 
     def _get_instance(self, call: GraphCall) -> OutgoingResponse:
         with self._lock:
@@ -581,10 +623,7 @@ class GraphEmulator:
                 call.params["definition_id"], call.params["instance_id"]
             )
             item = instance.to_json()
-        context = (
-            f"{self.endpoint}{API_VERSION_PREFIX}{_METADATA_DEFINITIONS}"
-            f"('{instance.definition_id}')/instances/$entity"
-        )
+        context = f"{self._definition_context(instance.definition_id)}/instances/$entity"
         return json_response(200, {"@odata.context": context, **self._select(call, item)})
 
     def _send_reminder(self, call: GraphCall) -> OutgoingResponse:
@@ -602,7 +641,55 @@ class GraphEmulator:
             self._reminders.append((instance.definition_id, instance.id))
         return OutgoingResponse(204)
 
-    def _require_definition(self, definition_id: str) -> _Definition:
+    def _list_instance_decisions(self, call: GraphCall) -> OutgoingResponse:
+        # NOTE: this lists the decisions of every stage of a multi-stage instance. How Graph
+        # fills this list for a multi-stage review was not checked; clients should read
+        # stages/{id}/decisions for those.
+        wanted = self._parse_eq_filter(call, "decision")
+        with self._lock:
+            instance = self._require_instance(
+                call.params["definition_id"], call.params["instance_id"]
+            )
+            items = _with_decision(instance.decisions.values(), wanted)
+            context = f"{self._instance_context(instance)}/decisions"
+            return self._page(call, items, context)
+
+    def _list_stages(self, call: GraphCall) -> OutgoingResponse:
+        wanted = self._parse_eq_filter(call, "status")
+        with self._lock:
+            instance = self._require_instance(
+                call.params["definition_id"], call.params["instance_id"]
+            )
+            items = [
+                stage
+                for stage in instance.stages.values()
+                if wanted is None or stage.status == wanted
+            ]
+            context = f"{self._instance_context(instance)}/stages"
+            return self._page(call, items, context)
+
+    def _get_stage(self, call: GraphCall) -> OutgoingResponse:
+        with self._lock:
+            instance, stage = self._require_stage(call)
+            item = stage.to_json()
+            context = f"{self._instance_context(instance)}/stages/$entity"
+        return json_response(200, {"@odata.context": context, **self._select(call, item)})
+
+    def _list_stage_decisions(self, call: GraphCall) -> OutgoingResponse:
+        wanted = self._parse_eq_filter(call, "decision")
+        with self._lock:
+            instance, stage = self._require_stage(call)
+            items = _with_decision(stage.decisions.values(), wanted)
+            context = f"{self._instance_context(instance)}/stages('{stage.id}')/decisions"
+            return self._page(call, items, context)
+
+    def _definition_context(self, definition_id: str) -> str:
+        return f"{self.endpoint}{API_VERSION_PREFIX}{_METADATA_DEFINITIONS}('{definition_id}')"
+
+    def _instance_context(self, instance: Instance) -> str:
+        return f"{self._definition_context(instance.definition_id)}/instances('{instance.id}')"
+
+    def _require_definition(self, definition_id: str) -> Definition:
         """Return the definition. The caller must hold `_lock`."""
         definition = self._definitions.get(definition_id.lower())
         if definition is None:
@@ -611,7 +698,7 @@ class GraphEmulator:
             )
         return definition
 
-    def _require_instance(self, definition_id: str, instance_id: str) -> _Instance:
+    def _require_instance(self, definition_id: str, instance_id: str) -> Instance:
         """Return the instance. The caller must hold `_lock`."""
         instance = self._require_definition(definition_id).instances.get(instance_id.lower())
         if instance is None:
@@ -623,18 +710,33 @@ class GraphEmulator:
             )
         return instance
 
-    def _parse_status_filter(self, call: GraphCall) -> str | None:
+    def _require_stage(self, call: GraphCall) -> tuple[Instance, Stage]:
+        """Return the instance and stage named in `call.params`. The caller must hold `_lock`."""
+        instance = self._require_instance(call.params["definition_id"], call.params["instance_id"])
+        stage_id = call.params["stage_id"]
+        stage = instance.stages.get(stage_id.lower())
+        if stage is None:
+            raise GraphError(
+                404,
+                "NotFound",
+                f"Access review stage {stage_id} was not found in instance {instance.id}.",
+            )
+        return instance, stage
+
+    def _parse_eq_filter(self, call: GraphCall, property_name: str) -> str | None:
+        """Return the value of a `$filter` of the form `<property_name> eq '<value>'`, if any."""
         expression = call.query.get("$filter")
         if expression is None:
             return None
-        match = _STATUS_FILTER.fullmatch(expression)
-        if match is None:
+        match = _EQ_FILTER.fullmatch(expression)
+        if match is None or match.group(1) != property_name:
             raise GraphError(
                 400,
                 "BadRequest",
-                f"Invalid $filter {expression!r}: the emulator supports only status eq '<status>'.",
+                f"Invalid $filter {expression!r}: the emulator supports only "
+                f"{property_name} eq '<value>' on this collection.",
             )
-        return match.group(1)
+        return match.group(2)
 
     def _reject_filter(self, call: GraphCall) -> None:
         if "$filter" in call.query:
@@ -654,7 +756,8 @@ class GraphEmulator:
             )
         return {name: value for name, value in item.items() if name == "id" or name in names}
 
-    def _page(self, call: GraphCall, items: list[JsonObject], context: str) -> OutgoingResponse:
+    def _page(self, call: GraphCall, items: Sequence[_JsonItem], context: str) -> OutgoingResponse:
+        """Return one page of `items`, converting only that page to JSON. Hold `_lock`."""
         page_size = self.page_size
         top = call.query.get("$top")
         if top is not None:
@@ -672,7 +775,7 @@ class GraphEmulator:
                 raise GraphError(400, "BadRequest", "The $skiptoken value is invalid.")
             offset = decoded
 
-        page = [self._select(call, item) for item in items[offset : offset + page_size]]
+        page = [self._select(call, item.to_json()) for item in items[offset : offset + page_size]]
         body: JsonObject = {"@odata.context": context}
         if offset + page_size < len(items):
             next_query = dict(call.query)
@@ -681,3 +784,12 @@ class GraphEmulator:
             body["@odata.nextLink"] = f"{self.endpoint}{API_VERSION_PREFIX}{call.path}?{encoded}"
         body["value"] = page
         return json_response(200, body)
+
+
+def _with_decision(decisions: Iterable[Decision], wanted: str | None) -> list[Decision]:
+    return [item for item in decisions if wanted is None or item.decision == wanted]
+
+
+def _validate_latency(seconds: float) -> None:
+    if not seconds >= 0:
+        raise ValueError(f"latency_s must be zero or positive, got {seconds}")

@@ -8,6 +8,7 @@ from types import TracebackType
 from emulators.graph import DEFAULT_PAGE_SIZE, GraphEmulator
 from emulators.identity import DEFAULT_TOKEN_LIFETIME_S, IdentityEmulator
 from emulators.sample import seed_sample_tenant
+from emulators.throttle import Throttle
 
 
 class Emulators:
@@ -28,11 +29,17 @@ class Emulators:
         known_client_ids: Iterable[str] | None = None,
         graph_port: int = 0,
         identity_port: int = 0,
+        throttle_limit: int | None = None,
+        throttle_window_s: float = 10.0,
+        latency_s: float = 0.0,
     ) -> Emulators:
         """Start both servers on 127.0.0.1 and seed the sample tenant unless `seed` is False.
 
-        Port 0 picks a free port. Use the result as a context manager to stop both servers.
+        Port 0 picks a free port. With `throttle_limit`, Graph returns 429 to requests beyond
+        `throttle_limit` per `throttle_window_s` seconds (see `Throttle`). `latency_s` delays
+        each Graph response. Use the result as a context manager to stop both servers.
         """
+        throttle = None if throttle_limit is None else Throttle(throttle_limit, throttle_window_s)
         identity = IdentityEmulator(
             identity_header=identity_header,
             token_lifetime_s=token_lifetime_s,
@@ -41,7 +48,11 @@ class Emulators:
         ).start()
         try:
             graph = GraphEmulator(
-                page_size=page_size, token_verifier=identity, port=graph_port
+                page_size=page_size,
+                token_verifier=identity,
+                port=graph_port,
+                throttle=throttle,
+                latency_s=latency_s,
             ).start()
         except BaseException:
             identity.stop()

@@ -25,9 +25,18 @@ from emulators.sample import (
     GUEST_APPLIED_INSTANCE_ID,
     GUEST_IN_PROGRESS_INSTANCE_IDS,
     GUEST_REVIEW_DEFINITION_ID,
+    MULTI_STAGE_COMPLETED_STAGE_ID,
+    MULTI_STAGE_DEFINITION_ID,
+    MULTI_STAGE_IN_PROGRESS_INSTANCE_ID,
+    MULTI_STAGE_IN_PROGRESS_STAGE_ID,
     PRIVILEGED_COMPLETED_INSTANCE_ID,
     PRIVILEGED_IN_PROGRESS_INSTANCE_ID,
     PRIVILEGED_ROLE_DEFINITION_ID,
+    SALES_APP_DECIDED_INSTANCE_ID,
+    SALES_APP_DEFINITION_ID,
+    SAMPLE_ENDING_WITHIN_7_DAYS,
+    SAMPLE_IN_PROGRESS_INSTANCES,
+    SAMPLE_PENDING_INSTANCES,
 )
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -40,6 +49,18 @@ PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
 
 def instance_path(definition_id: str, instance_id: str) -> str:
     return f"{DEFINITIONS}/{definition_id}/instances/{instance_id}"
+
+
+def decisions_path(definition_id: str, instance_id: str) -> str:
+    return instance_path(definition_id, instance_id) + "/decisions"
+
+
+def stages_path(definition_id: str, instance_id: str) -> str:
+    return instance_path(definition_id, instance_id) + "/stages"
+
+
+MULTI_STAGE_STAGES = stages_path(MULTI_STAGE_DEFINITION_ID, MULTI_STAGE_IN_PROGRESS_INSTANCE_ID)
+NOT_REVIEWED_FILTER = {"$filter": "decision eq 'NotReviewed'"}
 
 
 def reminder_path(definition_id: str, instance_id: str) -> str:
@@ -116,8 +137,10 @@ def test_definitions_paging_reaches_end(graph: httpx.Client, emu: Emulators) -> 
         PRIVILEGED_ROLE_DEFINITION_ID,
         FINANCE_APP_DEFINITION_ID,
         CONTRACTOR_DEFINITION_ID,
+        SALES_APP_DEFINITION_ID,
+        MULTI_STAGE_DEFINITION_ID,
     ]
-    assert len(pages) == 2
+    assert len(pages) == 3
     assert pages[0]["@odata.nextLink"].startswith(emu.graph_endpoint + DEFINITIONS + "?")
     assert "$skiptoken=" in pages[0]["@odata.nextLink"]
 
@@ -307,6 +330,257 @@ def test_ids_are_lowercase_guids() -> None:
 
     assert definition_id == "a1b2c3d4-0000-4000-8000-00000000000a"
     assert instance_id == instance_id.lower()
+
+
+# Decisions and stages
+
+
+def values(response: httpx.Response) -> list[dict[str, Any]]:
+    assert response.status_code == 200
+    items: list[dict[str, Any]] = response.json()["value"]
+    return items
+
+
+def test_decisions_paging_reaches_end(graph: httpx.Client) -> None:
+    url = decisions_path(GUEST_REVIEW_DEFINITION_ID, GUEST_IN_PROGRESS_INSTANCE_IDS[0])
+    pages = collect_pages(graph, url)
+
+    decisions = [item["decision"] for page in pages for item in page["value"]]
+    assert decisions == ["NotReviewed", "Approve", "NotReviewed"]
+    assert len(pages) == 2
+
+
+def test_decisions_filter_not_reviewed(graph: httpx.Client) -> None:
+    url = decisions_path(GUEST_REVIEW_DEFINITION_ID, GUEST_IN_PROGRESS_INSTANCE_IDS[3])
+    items = values(graph.get(url, params=NOT_REVIEWED_FILTER))
+
+    assert [item["decision"] for item in items] == ["NotReviewed"]
+
+
+def test_decisions_top_keeps_filter(graph: httpx.Client) -> None:
+    url = decisions_path(GUEST_REVIEW_DEFINITION_ID, GUEST_IN_PROGRESS_INSTANCE_IDS[0])
+    response = graph.get(url, params={**NOT_REVIEWED_FILTER, "$top": "1"})
+
+    assert len(values(response)) == 1
+    assert "$filter=" in response.json()["@odata.nextLink"]
+    assert "$top=1" in response.json()["@odata.nextLink"]
+
+
+@pytest.mark.parametrize("top", ["0", "-1", "abc", "1000"])
+def test_decisions_invalid_top_rejected(graph: httpx.Client, top: str) -> None:
+    url = decisions_path(GUEST_REVIEW_DEFINITION_ID, GUEST_IN_PROGRESS_INSTANCE_IDS[0])
+    response = graph.get(url, params={"$top": top})
+
+    assert response.status_code == 400
+
+
+@pytest.mark.parametrize(
+    "expression", ["status eq 'InProgress'", "decision ne 'Approve'", "decision eq Approve"]
+)
+def test_decisions_unsupported_filter_rejected(graph: httpx.Client, expression: str) -> None:
+    url = decisions_path(GUEST_REVIEW_DEFINITION_ID, GUEST_IN_PROGRESS_INSTANCE_IDS[0])
+    response = graph.get(url, params={"$filter": expression})
+
+    assert response.status_code == 400
+    assert "decision eq" in response.json()["error"]["message"]
+
+
+def test_decision_has_graph_fields(graph: httpx.Client) -> None:
+    url = decisions_path(GUEST_REVIEW_DEFINITION_ID, GUEST_IN_PROGRESS_INSTANCE_IDS[1])
+    approved, pending = values(graph.get(url))
+
+    assert approved["decision"] == "Approve"
+    assert approved["accessReviewId"] == GUEST_IN_PROGRESS_INSTANCE_IDS[1]
+    assert approved["reviewedBy"]["id"] != "00000000-0000-0000-0000-000000000000"
+    assert approved["reviewedDateTime"].endswith("Z")
+    assert pending["decision"] == "NotReviewed"
+    assert pending["reviewedBy"]["id"] == "00000000-0000-0000-0000-000000000000"
+    assert pending["reviewedDateTime"] is None
+    assert pending["principal"]["@odata.type"] == "#microsoft.graph.userIdentity"
+
+
+def test_decided_instance_has_none_pending(graph: httpx.Client) -> None:
+    url = decisions_path(SALES_APP_DEFINITION_ID, SALES_APP_DECIDED_INSTANCE_ID)
+
+    assert values(graph.get(url)) != []
+    assert values(graph.get(url, params=NOT_REVIEWED_FILTER)) == []
+
+
+def test_decisions_of_missing_instance_404(graph: httpx.Client) -> None:
+    url = decisions_path(GUEST_REVIEW_DEFINITION_ID, "00000000-0000-4000-8000-00000000beef")
+
+    assert graph.get(url).status_code == 404
+
+
+def test_definition_lists_stage_settings(graph: httpx.Client) -> None:
+    multi_stage = graph.get(f"{DEFINITIONS}/{MULTI_STAGE_DEFINITION_ID}").json()
+    single_stage = graph.get(f"{DEFINITIONS}/{GUEST_REVIEW_DEFINITION_ID}").json()
+
+    assert [stage["stageId"] for stage in multi_stage["stageSettings"]] == ["1", "2"]
+    assert multi_stage["stageSettings"][1]["dependsOn"] == ["1"]
+    assert single_stage["stageSettings"] == []
+
+
+def test_stages_filter_by_status(graph: httpx.Client) -> None:
+    everything = values(graph.get(MULTI_STAGE_STAGES))
+    in_progress = values(
+        graph.get(MULTI_STAGE_STAGES, params={"$filter": "status eq 'InProgress'"})
+    )
+
+    assert [stage["id"] for stage in everything] == [
+        MULTI_STAGE_COMPLETED_STAGE_ID,
+        MULTI_STAGE_IN_PROGRESS_STAGE_ID,
+    ]
+    assert [stage["status"] for stage in everything] == ["Completed", "InProgress"]
+    assert [stage["id"] for stage in in_progress] == [MULTI_STAGE_IN_PROGRESS_STAGE_ID]
+
+
+def test_stage_has_graph_fields(graph: httpx.Client) -> None:
+    response = graph.get(f"{MULTI_STAGE_STAGES}/{MULTI_STAGE_IN_PROGRESS_STAGE_ID}")
+
+    body = response.json()
+    assert response.status_code == 200
+    assert body["status"] == "InProgress"
+    assert body["startDateTime"].endswith("Z")
+    assert body["endDateTime"].endswith("Z")
+
+
+def test_missing_stage_returns_404(graph: httpx.Client) -> None:
+    response = graph.get(f"{MULTI_STAGE_STAGES}/00000000-0000-4000-8000-00000000beef/decisions")
+
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "NotFound"
+
+
+def test_stage_decisions_filter(graph: httpx.Client) -> None:
+    current = f"{MULTI_STAGE_STAGES}/{MULTI_STAGE_IN_PROGRESS_STAGE_ID}/decisions"
+    earlier = f"{MULTI_STAGE_STAGES}/{MULTI_STAGE_COMPLETED_STAGE_ID}/decisions"
+
+    assert len(values(graph.get(current))) == 2
+    assert len(values(graph.get(current, params=NOT_REVIEWED_FILTER))) == 1
+    assert values(graph.get(earlier, params=NOT_REVIEWED_FILTER)) == []
+    assert len(values(graph.get(current, params={"$top": "1"}))) == 1
+
+
+def test_instance_decisions_span_stages(graph: httpx.Client) -> None:
+    url = decisions_path(MULTI_STAGE_DEFINITION_ID, MULTI_STAGE_IN_PROGRESS_INSTANCE_ID)
+    pages = collect_pages(graph, url)
+
+    assert sum(len(page["value"]) for page in pages) == 4
+
+
+def test_single_stage_instance_has_no_stages(graph: httpx.Client) -> None:
+    url = stages_path(GUEST_REVIEW_DEFINITION_ID, GUEST_IN_PROGRESS_INSTANCE_IDS[0])
+
+    assert values(graph.get(url)) == []
+
+
+def test_set_decisions_clears_pending(graph: httpx.Client, emu: Emulators) -> None:
+    pair = (GUEST_REVIEW_DEFINITION_ID, GUEST_IN_PROGRESS_INSTANCE_IDS[0])
+    changed = emu.graph.set_decisions(*pair)
+
+    assert changed == 3
+    assert values(graph.get(decisions_path(*pair), params=NOT_REVIEWED_FILTER)) == []
+
+
+def test_set_decisions_on_one_stage(graph: httpx.Client, emu: Emulators) -> None:
+    pair = (MULTI_STAGE_DEFINITION_ID, MULTI_STAGE_IN_PROGRESS_INSTANCE_ID)
+    emu.graph.set_decisions(*pair, "Deny", stage_id=MULTI_STAGE_IN_PROGRESS_STAGE_ID)
+    stage_url = f"{MULTI_STAGE_STAGES}/{MULTI_STAGE_IN_PROGRESS_STAGE_ID}/decisions"
+
+    decisions = [item["decision"] for item in values(graph.get(stage_url))]
+    assert decisions == ["Deny", "Deny"]
+
+
+def test_stage_status_change_moves_filter(graph: httpx.Client, emu: Emulators) -> None:
+    pair = (MULTI_STAGE_DEFINITION_ID, MULTI_STAGE_IN_PROGRESS_INSTANCE_ID)
+    emu.graph.set_stage_status(*pair, MULTI_STAGE_IN_PROGRESS_STAGE_ID, "Completed")
+
+    response = graph.get(MULTI_STAGE_STAGES, params={"$filter": "status eq 'InProgress'"})
+
+    assert values(response) == []
+
+
+def test_add_stage_validates_input() -> None:
+    graph = GraphEmulator()
+    single = graph.add_definition("Single")
+    single_instance = graph.add_instance(single, "InProgress")
+    multi = graph.add_definition("Multi", stages=1)
+    multi_instance = graph.add_instance(multi, "InProgress")
+    graph.add_stage(multi, multi_instance, "InProgress")
+
+    with pytest.raises(ValueError, match="single-stage"):
+        graph.add_stage(single, single_instance, "InProgress")
+    with pytest.raises(ValueError, match="already has 1 stages"):
+        graph.add_stage(multi, multi_instance, "NotStarted")
+    with pytest.raises(ValueError, match="stages must be"):
+        graph.add_definition("Too many", stages=4)
+
+
+def test_add_decision_validates_input() -> None:
+    graph = GraphEmulator()
+    definition_id = graph.add_definition("Test")
+    instance_id = graph.add_instance(definition_id, "InProgress")
+
+    with pytest.raises(ValueError, match="Unknown decision"):
+        graph.add_decision(definition_id, instance_id, "Maybe")
+    with pytest.raises(KeyError):
+        graph.add_decision(definition_id, instance_id, stage_id=instance_id)
+    with pytest.raises(KeyError):
+        graph.add_decision(definition_id, "00000000-0000-4000-8000-000000000000")
+
+
+# Sample tenant
+
+
+def list_in_progress(graph: httpx.Client) -> list[tuple[str, str]]:
+    pairs: list[tuple[str, str]] = []
+    for page in collect_pages(graph, DEFINITIONS):
+        for definition in page["value"]:
+            url = f"{DEFINITIONS}/{definition['id']}/instances"
+            for instances in collect_pages(graph, url, **{"$filter": "status eq 'InProgress'"}):
+                pairs.extend((definition["id"], item["id"]) for item in instances["value"])
+    return pairs
+
+
+def has_pending(graph: httpx.Client, definition_id: str, instance_id: str) -> bool:
+    """Tell whether the instance, or its InProgress stage, has a NotReviewed decision."""
+    stages = values(
+        graph.get(
+            stages_path(definition_id, instance_id), params={"$filter": "status eq 'InProgress'"}
+        )
+    )
+    if stages:
+        urls = [
+            f"{stages_path(definition_id, instance_id)}/{stage['id']}/decisions" for stage in stages
+        ]
+    else:
+        urls = [decisions_path(definition_id, instance_id)]
+    return any(values(graph.get(url, params=NOT_REVIEWED_FILTER)) for url in urls)
+
+
+def test_sample_in_progress_matches_graph(graph: httpx.Client) -> None:
+    assert list_in_progress(graph) == list(SAMPLE_IN_PROGRESS_INSTANCES)
+
+
+def test_sample_pending_matches_decisions(graph: httpx.Client) -> None:
+    pending = [pair for pair in SAMPLE_IN_PROGRESS_INSTANCES if has_pending(graph, *pair)]
+
+    assert pending == list(SAMPLE_PENDING_INSTANCES)
+    assert (SALES_APP_DEFINITION_ID, SALES_APP_DECIDED_INSTANCE_ID) not in pending
+
+
+def test_sample_ending_soon_matches_dates(graph: httpx.Client) -> None:
+    now = datetime.now(UTC)
+    ends = {
+        pair: datetime.fromisoformat(graph.get(instance_path(*pair)).json()["endDateTime"])
+        for pair in SAMPLE_IN_PROGRESS_INSTANCES
+    }
+
+    soon = [pair for pair, end in ends.items() if end - now < timedelta(days=7)]
+    assert soon == list(SAMPLE_ENDING_WITHIN_7_DAYS)
+    assert any(end - now < timedelta(days=3) for end in ends.values())
+    assert any(end - now > timedelta(days=20) for end in ends.values())
 
 
 # SendReminder
