@@ -36,36 +36,20 @@ def describe_identity(client_id: str | None) -> str:
     return "system-assigned managed identity"
 
 
-class ManagedIdentityTokenProvider:
-    """Token cache for one scope, filled by azure-identity's ManagedIdentityCredential.
+class CachedTokenSource:
+    """Token cache for one scope, around a synchronous azure-identity credential.
 
-    On App Service and Azure Functions the credential reads `IDENTITY_ENDPOINT` and
-    `IDENTITY_HEADER`. It is the synchronous credential run in a worker thread: the asyncio
-    credential needs aiohttp, a second HTTP stack for one request an hour. A lock makes
-    concurrent callers share a single token request.
+    The credential runs in a worker thread: azure-identity's asyncio credentials need aiohttp,
+    a second HTTP stack for about one request an hour. A lock makes concurrent callers share
+    a single token request, and a token is renewed TOKEN_REFRESH_MARGIN_S before it expires.
+    Subclasses fetch the token in `_fetch` and name the error for a fetch that times out.
     """
 
-    def __init__(
-        self,
-        scope: str,
-        client_id: str | None = None,
-        *,
-        clock: Clock | None = None,
-        credential: TokenCredential | None = None,
-    ) -> None:
+    def __init__(self, scope: str, *, clock: Clock | None = None) -> None:
         self._scope = scope
-        self._client_id = client_id
         self._clock = clock or SystemClock()
-        self._credential = credential
         self._token: AccessToken | None = None
         self._lock = asyncio.Lock()
-
-    def __repr__(self) -> str:
-        return f"ManagedIdentityTokenProvider(scope={self._scope!r}, client_id={self._client_id!r})"
-
-    @property
-    def identity(self) -> str:
-        return describe_identity(self._client_id)
 
     def _is_fresh(self, token: AccessToken | None) -> bool:
         return token is not None and token.expires_on - TOKEN_REFRESH_MARGIN_S > self._clock.time()
@@ -88,18 +72,54 @@ class ManagedIdentityTokenProvider:
         try:
             return await asyncio.wait_for(asyncio.to_thread(self._fetch), TOKEN_TIMEOUT_S)
         except TimeoutError:
-            logger.warning(
-                "Token request for %s timed out after %.0f s with the %s",
-                self._scope,
-                TOKEN_TIMEOUT_S,
-                self.identity,
-                extra={"scope": self._scope, "client_id": self._client_id},
-            )
-            raise TokenError(
-                self.identity,
-                self._scope,
-                f"the managed identity endpoint did not answer within {TOKEN_TIMEOUT_S:.0f} s",
-            ) from None
+            raise self._timeout_error() from None
+
+    def _fetch(self) -> AccessToken:
+        raise NotImplementedError
+
+    def _timeout_error(self) -> Exception:
+        raise NotImplementedError
+
+
+class ManagedIdentityTokenProvider(CachedTokenSource):
+    """Token cache for one scope, filled by azure-identity's ManagedIdentityCredential.
+
+    On App Service and Azure Functions the credential reads `IDENTITY_ENDPOINT` and
+    `IDENTITY_HEADER`.
+    """
+
+    def __init__(
+        self,
+        scope: str,
+        client_id: str | None = None,
+        *,
+        clock: Clock | None = None,
+        credential: TokenCredential | None = None,
+    ) -> None:
+        super().__init__(scope, clock=clock)
+        self._client_id = client_id
+        self._credential = credential
+
+    def __repr__(self) -> str:
+        return f"ManagedIdentityTokenProvider(scope={self._scope!r}, client_id={self._client_id!r})"
+
+    @property
+    def identity(self) -> str:
+        return describe_identity(self._client_id)
+
+    def _timeout_error(self) -> Exception:
+        logger.warning(
+            "Token request for %s timed out after %.0f s with the %s",
+            self._scope,
+            TOKEN_TIMEOUT_S,
+            self.identity,
+            extra={"scope": self._scope, "client_id": self._client_id},
+        )
+        return TokenError(
+            self.identity,
+            self._scope,
+            f"the managed identity endpoint did not answer within {TOKEN_TIMEOUT_S:.0f} s",
+        )
 
     def _fetch(self) -> AccessToken:
         from azure.core.exceptions import AzureError
@@ -116,7 +136,7 @@ class ManagedIdentityTokenProvider:
                 type(exc).__name__,
                 extra={"scope": self._scope, "client_id": self._client_id},
             )
-            raise TokenError(self.identity, self._scope, _redact(_first_line(exc))) from exc
+            raise TokenError(self.identity, self._scope, redact(first_line(exc))) from exc
         logger.info(
             "Got a token for %s from the %s",
             self._scope,
@@ -141,12 +161,13 @@ class ManagedIdentityTokenProvider:
             await asyncio.to_thread(close)
 
 
-def _redact(text: str) -> str:
-    # The identity endpoint's messages reach HTTP callers, so its secret header must not.
+def redact(text: str) -> str:
+    """Replace the identity endpoint's secret header in `text`, which may reach HTTP callers."""
     secret = os.environ.get("IDENTITY_HEADER", "")
     return text.replace(secret, "***") if len(secret) >= 8 else text
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """Return the first line of an exception's message, or its type when it has none."""
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__

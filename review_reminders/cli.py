@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TextIO
 
-from .auth import TOKEN_REFRESH_MARGIN_S, TOKEN_TIMEOUT_S, describe_identity
+from .auth import TOKEN_TIMEOUT_S, CachedTokenSource, describe_identity, first_line, redact
 from .errors import (
     REQUIRED_PERMISSION,
     ConfigurationError,
@@ -30,7 +30,7 @@ from .errors import (
     TokenError,
 )
 from .results import Outcome, ReminderResult, Summary
-from .retry import Clock, SystemClock
+from .retry import Clock
 from .settings import (
     AZURE_CLIENT_ID,
     DEFAULT_GRAPH_ENDPOINT,
@@ -111,13 +111,11 @@ class SignInError(TokenError):
 # Sign-in
 
 
-class CredentialTokenSource:
-    """Token cache for one Graph scope, filled by a synchronous azure-identity credential.
+class CredentialTokenSource(CachedTokenSource):
+    """Token cache for one Graph scope, filled by the operator's azure-identity credential.
 
-    The credential runs in a worker thread, because the Azure CLI credential starts an `az`
-    process and the managed identity one makes a blocking HTTP request. A lock makes
-    concurrent requests share one fetch, and a token is renewed TOKEN_REFRESH_MARGIN_S
-    before it expires.
+    The Azure CLI credential starts an `az` process, and the managed identity one makes a
+    blocking HTTP request, so both run in a worker thread (see CachedTokenSource).
     """
 
     def __init__(
@@ -129,39 +127,17 @@ class CredentialTokenSource:
         hint: str,
         clock: Clock | None = None,
     ) -> None:
+        super().__init__(scope, clock=clock)
         self._credential = credential
-        self._scope = scope
         self._source = source
         self._hint = hint
-        self._clock = clock or SystemClock()
-        self._token: AccessToken | None = None
-        self._lock = asyncio.Lock()
 
     def __repr__(self) -> str:
         return f"CredentialTokenSource(scope={self._scope!r}, source={self._source!r})"
 
-    def _is_fresh(self, token: AccessToken | None) -> bool:
-        return token is not None and token.expires_on - TOKEN_REFRESH_MARGIN_S > self._clock.time()
-
-    async def get_token(self) -> str:
-        """Return a bearer token for the scope, fetching one only when the cached one is stale."""
-        token = self._token
-        if token is not None and self._is_fresh(token):
-            return token.token
-        async with self._lock:
-            token = self._token
-            if token is None or not self._is_fresh(token):
-                token = await self._fetch_with_timeout()
-                self._token = token
-        return token.token
-
-    async def _fetch_with_timeout(self) -> AccessToken:
-        # NOTE: a timed-out fetch keeps its worker thread until the credential gives up.
-        try:
-            return await asyncio.wait_for(asyncio.to_thread(self._fetch), TOKEN_TIMEOUT_S)
-        except TimeoutError:
-            cause = f"no token within {TOKEN_TIMEOUT_S:.0f} s"
-            raise SignInError(self._source, self._scope, cause, self._hint) from None
+    def _timeout_error(self) -> Exception:
+        cause = f"no token within {TOKEN_TIMEOUT_S:.0f} s"
+        return SignInError(self._source, self._scope, cause, self._hint)
 
     def _fetch(self) -> AccessToken:
         from azure.core.exceptions import AzureError
@@ -170,7 +146,7 @@ class CredentialTokenSource:
             return self._credential.get_token(self._scope)
         except (AzureError, ValueError) as exc:
             # ValueError: a scope the credential rejects, or a response that is not a token.
-            cause = _redact_identity_header(_first_line(exc))
+            cause = redact(first_line(exc))
             raise SignInError(self._source, self._scope, cause, self._hint) from exc
 
     async def close(self) -> None:
@@ -178,17 +154,6 @@ class CredentialTokenSource:
         close = getattr(self._credential, "close", None)
         if close is not None:
             await asyncio.to_thread(close)
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
-
-
-def _redact_identity_header(text: str) -> str:
-    # The identity endpoint's error text can echo the secret header that the credential sent.
-    secret = os.environ.get("IDENTITY_HEADER", "")
-    return text.replace(secret, "***") if len(secret) >= 8 else text
 
 
 def make_token_source(auth: str, settings: Settings) -> CredentialTokenSource:
@@ -518,15 +483,6 @@ class Listing:
     problems: list[str]
 
 
-def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    for error in group.exceptions:
-        if isinstance(error, BaseExceptionGroup):
-            return _first_error(error)
-        if not isinstance(error, asyncio.CancelledError):
-            return error
-    return group.exceptions[0]
-
-
 async def _single(definition: Definition) -> AsyncIterator[Definition]:
     yield definition
 
@@ -573,7 +529,9 @@ class InstanceLister:
                     await self._listing_slots.acquire()
                     group.create_task(self._list_definition(definition, found))
         except BaseExceptionGroup as errors:
-            raise _first_error(errors) from None
+            from .jobs import first_error
+
+            raise first_error(errors) from None
         instances = [item for found in per_definition for item in found]
         return Listing(instances, self._problems)
 

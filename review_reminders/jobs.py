@@ -79,14 +79,15 @@ async def _gather(jobs: Iterable[_Job[_T]]) -> list[_T]:
         async with asyncio.TaskGroup() as group:
             tasks = [group.create_task(job) for job in jobs]
     except BaseExceptionGroup as errors:
-        raise _first_error(errors) from None
+        raise first_error(errors) from None
     return [task.result() for task in tasks]
 
 
-def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """Return the first error of a task group that is not a cancellation."""
     for error in group.exceptions:
         if isinstance(error, BaseExceptionGroup):
-            return _first_error(error)
+            return first_error(error)
         if not isinstance(error, asyncio.CancelledError):
             return error
     return group.exceptions[0]
@@ -316,7 +317,7 @@ class ReminderRun:
                     self._graph.get_instance(definition_id, instance_id)
                 )
         except BaseExceptionGroup as errors:
-            raise _first_error(errors) from None
+            raise first_error(errors) from None
         definition, instance = definition_task.result(), instance_task.result()
         if not instance.is_in_progress:
             raise InstanceNotActiveError(instance.definition_id, instance.id, instance.status)

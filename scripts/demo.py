@@ -15,7 +15,6 @@ import logging
 import os
 import sys
 import tempfile
-import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from azure.functions.timer import TimerRequest  # noqa: E402
 
 from emulators import Emulators  # noqa: E402
 from emulators.azurite import Azurite  # noqa: E402
+from emulators.invocation import InvocationContext, QueueOutput  # noqa: E402
 from emulators.sample import (  # noqa: E402
     GUEST_REVIEW_DEFINITION_ID,
     PRIVILEGED_COMPLETED_INSTANCE_ID,
@@ -35,38 +35,6 @@ from emulators.sample import (  # noqa: E402
 )
 
 CREDENTIAL_PREFIXES = ("AZURE_", "MSI_", "IDENTITY_", "IMDS_", "MSAL_")
-
-
-class DemoContext(func.Context):
-    """The invocation context that the host would pass; the functions read its invocation id."""
-
-    def __init__(self, function_name: str = "remind_reviewers") -> None:
-        self._invocation_id = str(uuid.uuid4())
-        self._function_name = function_name
-
-    @property
-    def invocation_id(self) -> str:
-        return self._invocation_id
-
-    @property
-    def function_name(self) -> str:
-        return self._function_name
-
-    @property
-    def function_directory(self) -> str:
-        return str(ROOT)
-
-    @property
-    def trace_context(self) -> Any:
-        return None
-
-    @property
-    def retry_context(self) -> Any:
-        return None
-
-    @property
-    def thread_local_storage(self) -> Any:
-        return None
 
 
 def print_heading(text: str) -> None:
@@ -81,7 +49,7 @@ async def post_reminders(handler: Any, body: dict[str, str]) -> None:
         body=json.dumps(body).encode(),
     )
     print(f"POST /api/reminders {json.dumps(body)}")
-    response = await handler(request, DemoContext())
+    response = await handler(request, InvocationContext("remind_reviewers"), QueueOutput())
     print(f"-> {response.status_code} {response.mimetype}")
     print(json.dumps(json.loads(response.get_body()), indent=2))
 
@@ -148,7 +116,7 @@ async def run_demo() -> None:
 
             print_heading("Timer trigger: every definition (REMINDER_DEFINITION_IDS is empty)")
             await timer_handler(
-                TimerRequest(past_due=False), DemoContext("remind_reviewers_on_schedule")
+                TimerRequest(past_due=False), InvocationContext("remind_reviewers_on_schedule")
             )
 
             print_heading("Every instance in the emulated tenant")

@@ -21,6 +21,7 @@ from azure.functions.timer import TimerRequest
 
 import function_app
 from emulators import Emulators
+from emulators.invocation import InvocationContext, QueueOutput
 from review_reminders import runtime
 from tests.azurite import Azurite
 from tests.conftest import FakeClock
@@ -30,55 +31,9 @@ MISSING_ID = "99999999-9999-4999-8999-999999999999"
 FUNCTION_KEY = "fk-test-key-that-must-not-be-logged"
 
 
-class InvocationContext(func.Context):
-    """The few Context members the functions read; the host supplies the real one."""
-
-    def __init__(self, function_name: str) -> None:
-        self._invocation_id = str(uuid.uuid4())
-        self._function_name = function_name
-
-    @property
-    def invocation_id(self) -> str:
-        return self._invocation_id
-
-    @property
-    def function_name(self) -> str:
-        return self._function_name
-
-    @property
-    def function_directory(self) -> str:
-        return str(ROOT)
-
-    @property
-    def trace_context(self) -> Any:
-        return None
-
-    @property
-    def retry_context(self) -> Any:
-        return None
-
-    @property
-    def thread_local_storage(self) -> Any:
-        return None
-
-
 FUNCTIONS = {
     function.get_function_name(): function for function in function_app.app.get_functions()
 }
-
-
-class QueueOutput(func.Out[str]):
-    """The queue output binding as the host would hand it over: keeps what the function sets."""
-
-    def __init__(self) -> None:
-        self.value: str | None = None
-
-    def set(self, val: str) -> None:
-        self.value = val
-
-    def get(self) -> str:
-        assert self.value is not None
-        return self.value
 
 
 def registered(name: str) -> Any:
