@@ -50,7 +50,7 @@ EXAMPLE_BODY = (
 MAX_ENDING_WITHIN_DAYS = 365
 # Unknown field names are echoed back in errors at most this long.
 MAX_ECHOED_NAME_CHARS = 64
-# Retry-After passed on to callers is capped, whatever Graph said.
+# Retry-After passed on to callers is capped, whatever Graph sent.
 MAX_RETRY_AFTER_S = 3600
 
 
@@ -348,7 +348,7 @@ def _retry_after_header(seconds: float | None) -> str:
 
 
 def _partial_members(exc: BaseException) -> dict[str, Any]:
-    # A job stopped midway still tells the caller what it sent, so a retry can leave those out.
+    # A job stopped midway still lists what it sent, so that a retry can leave those out.
     results = getattr(exc, "partial_results", None)
     if not results:
         return {}
@@ -453,7 +453,7 @@ def error_response(
 
 
 def accepted_response(job_id: str, status_url: str, retry_after_s: int) -> ApiResponse:
-    """Answer 202 for a job handed to the queue, pointing at where to poll for its result."""
+    """Build the 202 response for a job handed to the queue, with where to poll for its result."""
     return ApiResponse(
         202,
         {"jobId": job_id, "status": "running", "statusUrl": f"/api/reminders/jobs/{job_id}"},
@@ -468,7 +468,7 @@ def job_response(
     status_url: str,
     retry_after_s: int,
 ) -> ApiResponse:
-    """Answer a poll: 202 while the job runs, 200 with its final body when it is done."""
+    """Build the response to a poll: 202 while the job runs, 200 with its final body after."""
     if body is None:
         return accepted_response(job_id, status_url, retry_after_s)
     return ApiResponse(200, {**body, "jobId": job_id, "status": status})

@@ -1,9 +1,10 @@
 """The reminder jobs that both triggers run: one instance, one definition, or many definitions.
 
-A job streams its targets instead of building whole-tenant lists: definitions are listed page
-by page, a bounded number of them have their instances listed at a time, and a fixed pool of
-workers takes each instance through the checks (status, end date, pending decisions) and the
-reminder. The Graph client batches the workers' requests and paces them for the whole process.
+A job streams its targets instead of building whole-tenant lists. Definitions are listed page
+by page, and a bounded number of them have their instances listed at a time. A fixed pool of
+workers takes each instance through the checks (status, end date, pending decisions, ledger)
+and the reminder. The Graph client batches the workers' requests and paces them for the
+whole process.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ SECONDS_PER_DAY = 86_400
 
 @dataclass(frozen=True)
 class RunOptions:
-    """What a run reminds: filters, the pending check, and whether it sends at all."""
+    """Options of a run: filters, the pending check, the cooldown, and whether it sends."""
 
     # Only instances whose endDateTime falls within this many days from now; None: all.
     ending_within_days: int | None = None
@@ -278,7 +279,7 @@ class ReminderRun:
             await self._record(claim, OUTCOME_UNKNOWN, exc.request_id, exc.reason)
             raise
         except (GraphError, TokenError) as exc:
-            # Graph answered with an error, or no request left: nothing was sent.
+            # Graph returned an error, or no request left, so nothing was sent.
             request_id = exc.request_id if isinstance(exc, GraphError) else None
             await self._record(claim, OUTCOME_FAILED, request_id, str(exc)[:200])
             raise

@@ -26,7 +26,7 @@ PACE_DECREASE = 0.9
 # Each success raises the pace by this share, about +10 % per 100 requests.
 PACE_INCREASE = 0.001
 MIN_PACE_PER_S = 0.2
-# Fewer requests than this in the window say little about the bucket: a 429 then only pauses.
+# Fewer requests than this in the window tell little about the bucket, so a 429 only pauses.
 MIN_PACE_SAMPLE = 20
 # Pause taken on a 429 that came without Retry-After.
 DEFAULT_THROTTLE_PAUSE_S = 2.0

@@ -1,6 +1,6 @@
-"""What each trigger runs: a reminder request, or the scheduled run.
+"""The work behind each trigger: a reminder request, a long job, or the scheduled run.
 
-The triggers in function_app.py parse their input and map the outcome to a response; the
+The triggers in function_app.py parse their input and map the outcome to a response. The
 choice of job, its options and the run's summary line live here.
 """
 
@@ -51,9 +51,9 @@ async def _count_targets(definition_id: str, limit: int) -> int:
 
 
 async def needs_queue(request: ReminderRequest) -> bool:
-    """Tell whether a request cannot be answered within the synchronous budget.
+    """Tell whether a request cannot finish within the synchronous budget.
 
-    One instance never needs the queue and the whole tenant always does; for one definition,
+    One instance never needs the queue, and the whole tenant always does. For one definition,
     its in-progress instances are counted first. Raises GraphNotFoundError for a definition
     that does not exist, before any job is created.
     """
@@ -92,7 +92,7 @@ async def run_job(job_id: str, invocation_id: str | None) -> None:
 
     A job that is unknown or already done is left alone, so a message delivered twice does
     nothing. Errors that stop a run (permission, token) complete the job as failed, because
-    retrying would fail the same way; a storage failure is raised, so the queue retries it.
+    retrying would fail the same way. A storage failure is raised, so the queue retries it.
     """
     store = runtime.get_job_store()
     job = await store.get(job_id)
@@ -230,7 +230,7 @@ def describe_scope(request: ReminderRequest) -> str:
 async def job_status_response(
     job_id: str, status_url: str, invocation_id: str | None
 ) -> ApiResponse:
-    """Build the answer to a poll of a long job.
+    """Build the response to a poll of a long job.
 
     Raises LedgerUnavailableError when the job table cannot be read.
     """

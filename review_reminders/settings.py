@@ -53,7 +53,7 @@ DEFAULT_REMINDER_COOLDOWN_HOURS = 20.0
 MAX_REMINDER_COOLDOWN_HOURS = 720.0
 DEFAULT_REMINDER_TABLE_PREFIX = "reminder"
 # Power Automate gives up on an HTTP action after 120 s, and the Functions front end cuts a
-# response at 230 s, so a synchronous answer must come well before either.
+# response at 230 s, so a synchronous response must come well before either.
 DEFAULT_REMINDER_SYNC_BUDGET_S = 60.0
 MIN_REMINDER_SYNC_BUDGET_S = 5.0
 MAX_REMINDER_SYNC_BUDGET_S = 110.0
@@ -180,7 +180,7 @@ class Settings:
     cooldown_s: float = DEFAULT_REMINDER_COOLDOWN_HOURS * 3600
     # Prefix of the Table storage tables: {prefix}ledger and {prefix}jobs.
     table_prefix: str = DEFAULT_REMINDER_TABLE_PREFIX
-    # A request expected to take longer is answered 202 and runs from a queue.
+    # A request expected to take longer gets 202 and runs from a queue.
     sync_budget_s: float = DEFAULT_REMINDER_SYNC_BUDGET_S
 
     @property
