@@ -29,8 +29,9 @@ MAX_LOGGED_FAILURES = 20
 ESTIMATED_SECONDS_PER_TARGET = 0.5
 # How often callers should poll a running job, in seconds.
 JOB_POLL_INTERVAL_S = 10
-# A job still running after this long is reported as failed: its queue message was lost.
-JOB_STALE_AFTER_S = 30 * 60
+# A job still running after this long is reported as failed, because its queue message was
+# lost: host.json allows 3 deliveries of at most 10 minutes each, 30 s apart.
+JOB_STALE_AFTER_S = 40 * 60
 
 
 @dataclass(frozen=True)

@@ -436,3 +436,20 @@ async def test_timer_permission_error_raises(emulators: Emulators) -> None:
 
 def test_demo_environment_is_clean() -> None:
     assert not any(name.startswith(("AZURE_", "MSI_")) for name in os.environ)
+
+
+def test_host_json_bundle_and_queue() -> None:
+    host = json.loads((ROOT / "host.json").read_text(encoding="utf-8"))
+    queues = host["extensions"]["queues"]
+    assert host["extensionBundle"]["version"] == "[4.*, 5.0.0)"
+    assert queues["batchSize"] == 1
+    assert queues["newBatchThreshold"] == 0
+
+
+def test_stale_job_outlasts_every_delivery() -> None:
+    from review_reminders.service import JOB_STALE_AFTER_S
+
+    host = json.loads((ROOT / "host.json").read_text(encoding="utf-8"))
+    hours, minutes, seconds = (int(part) for part in host["functionTimeout"].split(":"))
+    timeout_s = hours * 3600 + minutes * 60 + seconds
+    assert JOB_STALE_AFTER_S > host["extensions"]["queues"]["maxDequeueCount"] * timeout_s

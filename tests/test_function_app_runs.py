@@ -257,7 +257,7 @@ async def test_unknown_job_is_404(emulators: Emulators) -> None:
 async def test_stale_job_reported_failed(emulators: Emulators, clock: FakeClock) -> None:
     jobs = QueueOutput()
     accepted = body_of(await call_http({"allDefinitions": True}, jobs=jobs))
-    clock.now += 31 * 60
+    clock.now += 41 * 60
     body = body_of(await get_job(accepted["jobId"]))
     assert body["status"] == "failed"
     assert body["type"].endswith("job-lost")
