@@ -13,8 +13,11 @@ routes, and requires a bearer token that the paired `IdentityEmulator` issued fo
 origin. Scripted failures are queued with `GraphEmulator.fail(method, path_pattern, status,
 ...)` or, equivalently, `GraphEmulator.add_fault(Fault(...))`; `Fault` documents how they
 match and what they send. A fault with `hold=True` sends nothing until `release()` or
-`stop()`, for testing client timeouts. After `deny_access()`, every authenticated request
-gets 403 Authorization_RequestDenied.
+`stop()`, for testing client timeouts, and `wait_for_held()` waits until it holds. A fault
+with `reset=True` drops the connection with a TCP reset. With `passthrough=True` the request
+takes effect first, and with `probability` and `seed` a fault hits a repeatable share of
+requests. After `deny_access()`, every authenticated request gets 403
+Authorization_RequestDenied.
 
 The Graph emulator also serves instance decisions and the stages of multi-stage reviews,
 seeded with `add_decision` and `add_stage`, and JSON batches at `POST /v1.0/$batch` (see

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
+import struct
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -38,12 +40,16 @@ class IncomingRequest:
 
 @dataclass
 class OutgoingResponse:
-    """HTTP response to write. With `hold` set, it waits for `LoopbackServer.release` or `stop`."""
+    """HTTP response to write. With `hold` set, it waits for `LoopbackServer.release` or `stop`.
+
+    With `reset` set, nothing is written: the connection is closed with a TCP reset instead.
+    """
 
     status: int
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
     hold: bool = False
+    reset: bool = False
 
 
 RequestHandler = Callable[[IncomingRequest], OutgoingResponse]
@@ -89,7 +95,17 @@ class _Handler(BaseHTTPRequestHandler):
 
         if response.hold:
             owner.wait_for_release()
+        if response.reset:
+            self._reset_connection()
+            return
         self._write_response(request.method, response)
+
+    def _reset_connection(self) -> None:
+        # SO_LINGER with a zero timeout makes close() send RST instead of FIN. The handler's
+        # later flush and shutdown of the closed socket then fail quietly.
+        self.close_connection = True
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.connection.close()
 
     # http.server dispatches on these names.
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _handle  # noqa: N815
@@ -145,6 +161,8 @@ class LoopbackServer:
         self._lock = threading.Lock()
         self._release = threading.Event()
         self._stopped = False
+        self._held_count = 0
+        self._held_count_changed = threading.Condition(self._lock)
 
     @property
     def origin(self) -> str:
@@ -195,4 +213,22 @@ class LoopbackServer:
             if self._stopped:
                 return
             event = self._release
-        event.wait()
+            self._held_count += 1
+            self._held_count_changed.notify_all()
+        try:
+            event.wait()
+        finally:
+            with self._lock:
+                self._held_count -= 1
+                self._held_count_changed.notify_all()
+
+    @property
+    def held(self) -> int:
+        """Responses held now, waiting for `release` or `stop`."""
+        with self._lock:
+            return self._held_count
+
+    def wait_for_held(self, count: int, timeout_s: float) -> bool:
+        """Block until at least `count` responses are held; return False after `timeout_s`."""
+        with self._lock:
+            return self._held_count_changed.wait_for(lambda: self._held_count >= count, timeout_s)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import re
 import threading
 from dataclasses import dataclass
@@ -21,6 +22,18 @@ class Fault:
     `retry_after` is copied verbatim into the Retry-After header. With `hold=True` the
     server keeps the connection open and sends nothing until the emulator's `release()` or
     `stop()` runs, then sends the response.
+
+    With `reset=True` the server sends no response and closes the connection with a TCP
+    reset (after the hold, when `hold` is also set). With `passthrough=True` the request is
+    handled as usual, so a sendReminder takes effect. Only `hold` and `reset` then apply to
+    its response, and `status`, `body`, `content_type`, `retry_after` and `code` are unused.
+
+    With `probability` below 1, each matching request draws from a random generator seeded
+    with `seed`, one generator per fault, and the fault applies with that chance. A request
+    that it spares goes on to the next fault or to the normal response, and `times` counts
+    only the requests that the fault applied to. The draws follow the order in which
+    requests reach the fault, so with concurrent clients a seed repeats about the same share
+    of faults from run to run, but not always on the same requests.
     """
 
     method: str
@@ -32,12 +45,22 @@ class Fault:
     content_type: str | None = None
     hold: bool = False
     code: str | None = None
+    reset: bool = False
+    passthrough: bool = False
+    probability: float = 1.0
+    seed: int | None = None
 
     def __post_init__(self) -> None:
         if not 100 <= self.status <= 599:
             raise ValueError(f"Fault status must be an HTTP status code, got {self.status}")
         if self.times < 1:
             raise ValueError(f"Fault times must be at least 1, got {self.times}")
+        if not 0 < self.probability <= 1:
+            raise ValueError(
+                f"Fault probability must be above 0 and at most 1, got {self.probability}"
+            )
+        if self.passthrough and not (self.hold or self.reset):
+            raise ValueError("A passthrough fault needs hold=True or reset=True to change anything")
         re.compile(self.path_pattern)
 
     @property
@@ -53,22 +76,26 @@ class FaultQueue:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._entries: list[tuple[Fault, re.Pattern[str]]] = []
+        self._entries: list[tuple[Fault, re.Pattern[str], random.Random]] = []
         self._remaining: list[int] = []
 
     def add(self, fault: Fault) -> None:
         """Append `fault` after the faults already queued."""
+        # Not for security: a seeded generator makes a fault storm repeatable.
+        draws = random.Random(fault.seed)  # noqa: S311
         with self._lock:
-            self._entries.append((fault, re.compile(fault.path_pattern)))
+            self._entries.append((fault, re.compile(fault.path_pattern), draws))
             self._remaining.append(fault.times)
 
     def take(self, method: str, path: str) -> Fault | None:
         """Consume one use of the first fault that matches, and return it (None if none does)."""
         with self._lock:
-            for index, (fault, pattern) in enumerate(self._entries):
+            for index, (fault, pattern, draws) in enumerate(self._entries):
                 if fault.method != ANY_METHOD and fault.method.upper() != method.upper():
                     continue
                 if pattern.search(path) is None:
+                    continue
+                if fault.probability < 1 and draws.random() >= fault.probability:
                     continue
                 self._remaining[index] -= 1
                 if self._remaining[index] == 0:

@@ -126,7 +126,8 @@ class RecordedRequest:
 
     A sub-request of a `$batch` has `batched=True`, its own method, path and query, and the
     `has_authorization` of the batch, which is recorded after its sub-requests. `delay_s` is
-    the latency that the emulator added before it responded.
+    the latency that the emulator added before it responded. `reset` is True when a fault
+    closed the connection with a TCP reset instead of sending `status`.
     """
 
     method: str
@@ -138,6 +139,7 @@ class RecordedRequest:
     status: int
     batched: bool = False
     delay_s: float = 0.0
+    reset: bool = False
 
 
 class _JsonItem(Protocol):
@@ -228,6 +230,10 @@ class GraphEmulator(TenantModel):
         content_type: str | None = None,
         hold: bool = False,
         code: str | None = None,
+        reset: bool = False,
+        passthrough: bool = False,
+        probability: float = 1.0,
+        seed: int | None = None,
     ) -> None:
         """Queue a `Fault` for the next `times` requests that match; see `Fault` for details."""
         self.add_fault(
@@ -241,6 +247,10 @@ class GraphEmulator(TenantModel):
                 content_type=content_type,
                 hold=hold,
                 code=code,
+                reset=reset,
+                passthrough=passthrough,
+                probability=probability,
+                seed=seed,
             )
         )
 
@@ -260,6 +270,15 @@ class GraphEmulator(TenantModel):
     def release(self) -> None:
         """Send every response that a `hold=True` fault is holding."""
         self._server.release()
+
+    @property
+    def held_count(self) -> int:
+        """Responses that `hold=True` faults are holding now. A held batch counts once."""
+        return self._server.held
+
+    def wait_for_held(self, count: int = 1, timeout_s: float = 5.0) -> bool:
+        """Block until `count` responses are held; return False if `timeout_s` passes first."""
+        return self._server.wait_for_held(count, timeout_s)
 
     def deny_access(self, enabled: bool = True) -> None:
         """Return 403 to authenticated requests, as when the app lacks the permission."""
@@ -333,10 +352,13 @@ class GraphEmulator(TenantModel):
         )
 
         fault = self._faults.take(request.method, request.path)
-        if fault is not None:
-            response = self._fault_response(call, fault)
-        else:
+        if fault is None:
             response = self._respond(request, call)
+        elif fault.passthrough:
+            response = self._respond(request, call)
+            self._apply_passthrough(call, fault, response)
+        else:
+            response = self._fault_response(call, fault)
 
         response.headers["request-id"] = request_id
         if client_request_id is not None:
@@ -350,6 +372,7 @@ class GraphEmulator(TenantModel):
             client_request_id=client_request_id,
             status=response.status,
             delay_s=delay_s,
+            reset=response.reset,
         )
         with self._lock:
             self._requests.append(record)
@@ -443,11 +466,12 @@ class GraphEmulator(TenantModel):
 
         statuses: dict[str, int] = {}
         entries: list[JsonObject] = []
-        hold = False
+        hold = reset = False
         for item in items:
             response = self._run_batch_item(item, statuses)
             statuses[item.id] = response.status
             hold = hold or response.hold
+            reset = reset or response.reset
             entries.append(response_entry(item.id, response))
         with self._lock:
             self._batch_count += 1
@@ -456,8 +480,10 @@ class GraphEmulator(TenantModel):
         # responses by position instead of by id fail in tests.
         entries.reverse()
         response = json_response(200, {"responses": entries})
-        # A held fault on any sub-request delays the whole batch response until release().
+        # A held fault on any sub-request delays the whole batch response until release(), and
+        # a reset on any sub-request resets the connection that carried the batch.
         response.hold = hold
+        response.reset = reset
         return response
 
     def _run_batch_item(self, item: BatchItem, statuses: Mapping[str, int]) -> OutgoingResponse:
@@ -480,10 +506,13 @@ class GraphEmulator(TenantModel):
             response = self._error_response(call, GraphError(424, "FailedDependency", message))
         else:
             fault = self._faults.take(call.method, path)
-            if fault is not None:
-                response = self._fault_response(call, fault)
-            else:
+            if fault is None:
                 response = self._dispatch(call)
+            elif fault.passthrough:
+                response = self._dispatch(call)
+                self._apply_passthrough(call, fault, response)
+            else:
+                response = self._fault_response(call, fault)
 
         record = RecordedRequest(
             method=call.method,
@@ -494,6 +523,7 @@ class GraphEmulator(TenantModel):
             client_request_id=call.client_request_id,
             status=response.status,
             batched=True,
+            reset=response.reset,
         )
         with self._lock:
             self._requests.append(record)
@@ -568,14 +598,28 @@ class GraphEmulator(TenantModel):
         if fault.retry_after is not None:
             response.headers["Retry-After"] = fault.retry_after
         response.hold = fault.hold
+        response.reset = fault.reset
         logger.info(
-            "Scripted fault %d for %s %s%s",
+            "Scripted fault %d for %s %s%s%s",
             fault.status,
             call.method,
             call.path,
             " (held until release)" if fault.hold else "",
+            " (connection reset)" if fault.reset else "",
         )
         return response
+
+    def _apply_passthrough(self, call: GraphCall, fault: Fault, response: OutgoingResponse) -> None:
+        response.hold = fault.hold
+        response.reset = fault.reset
+        logger.info(
+            "Scripted fault on the handled %s %s -> %d%s%s",
+            call.method,
+            call.path,
+            response.status,
+            " (held until release)" if fault.hold else "",
+            " (connection reset)" if fault.reset else "",
+        )
 
     # Access review resources
 

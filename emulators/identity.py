@@ -137,18 +137,36 @@ class IdentityEmulator:
         *,
         retry_after: str | None = None,
         body: bytes | str | None = None,
+        reset: bool = False,
+        probability: float = 1.0,
+        seed: int | None = None,
     ) -> None:
         """Return `status` instead of a token to the next `times` token requests.
 
-        Without `body`, the response has the endpoint's JSON error shape. NOTE: msal 1.39
+        Without `body`, the response has the endpoint's JSON error shape. `reset`,
+        `probability` and `seed` work as in `Fault`. NOTE: msal 1.39
         (throttled_http_client.py) caches a 429 or 5xx response, or any response with
         Retry-After, for the header's integer seconds or else 5 s, and replays it to a repeat
         of the same request, so such a repeat from msal itself never reaches this server.
         azure-core's retry policy inside the credential does reach it.
         """
         self._faults.add(
-            Fault(ANY_METHOD, "", status, retry_after=retry_after, times=times, body=body)
+            Fault(
+                ANY_METHOD,
+                "",
+                status,
+                retry_after=retry_after,
+                times=times,
+                body=body,
+                reset=reset,
+                probability=probability,
+                seed=seed,
+            )
         )
+
+    def clear_faults(self) -> None:
+        """Drop every queued fault."""
+        self._faults.clear()
 
     def verify_token(self, token: str, resource: str) -> str | None:
         """Return why `token` is not valid for `resource`, or None when it is valid."""
@@ -203,6 +221,7 @@ class IdentityEmulator:
         if fault.retry_after is not None:
             response.headers["Retry-After"] = fault.retry_after
         response.hold = fault.hold
+        response.reset = fault.reset
         return response
 
     def _issue_token(self, request: IncomingRequest, query: dict[str, str]) -> OutgoingResponse:

@@ -750,6 +750,116 @@ def test_held_response_times_out_client(graph: httpx.Client, emu: Emulators) -> 
     assert emu.graph.reminders == [pair]
 
 
+def test_fault_probability_hits_fraction(graph: httpx.Client, emu: Emulators) -> None:
+    emu.graph.fail("GET", "definitions", 429, times=1000, probability=0.3, seed=11)
+
+    statuses = [graph.get(DEFINITIONS).status_code for _ in range(200)]
+
+    assert 40 <= statuses.count(429) <= 80
+    assert set(statuses) == {200, 429}
+
+
+def test_fault_seed_repeats_sequence(graph: httpx.Client, emu: Emulators) -> None:
+    runs = []
+    for _ in range(2):
+        emu.graph.clear_faults()
+        emu.graph.fail("GET", "definitions", 503, times=1000, probability=0.5, seed=3)
+        runs.append([graph.get(DEFINITIONS).status_code for _ in range(30)])
+
+    assert runs[0] == runs[1]
+
+
+def test_spared_request_reaches_next_fault(graph: httpx.Client, emu: Emulators) -> None:
+    # A tiny probability spares the first request, so the fault queued after it applies.
+    emu.graph.fail("GET", "definitions", 429, times=5, probability=1e-9, seed=1)
+    emu.graph.fail("GET", "definitions", 500)
+
+    statuses = [graph.get(DEFINITIONS).status_code for _ in range(2)]
+
+    assert statuses == [500, 200]
+    assert emu.graph.pending_faults == 5
+
+
+@pytest.mark.parametrize("probability", [0.0, -0.1, 1.5])
+def test_fault_probability_out_of_range(probability: float) -> None:
+    with pytest.raises(ValueError, match="probability"):
+        Fault("GET", "definitions", 429, probability=probability)
+
+
+def test_passthrough_needs_hold_or_reset() -> None:
+    with pytest.raises(ValueError, match="passthrough"):
+        Fault("POST", "sendReminder$", 204, passthrough=True)
+
+
+def test_reset_fault_drops_connection(graph: httpx.Client, emu: Emulators) -> None:
+    pair = (PRIVILEGED_ROLE_DEFINITION_ID, PRIVILEGED_IN_PROGRESS_INSTANCE_ID)
+    emu.graph.fail("POST", "sendReminder$", 502, reset=True)
+
+    with pytest.raises(httpx.TransportError):
+        graph.post(reminder_path(*pair))
+    retried = graph.post(reminder_path(*pair))
+
+    assert retried.status_code == 204
+    assert [request.reset for request in emu.graph.requests] == [True, False]
+    assert emu.graph.reminders == [pair]
+
+
+def test_passthrough_reset_after_effect(graph: httpx.Client, emu: Emulators) -> None:
+    pair = (PRIVILEGED_ROLE_DEFINITION_ID, PRIVILEGED_IN_PROGRESS_INSTANCE_ID)
+    emu.graph.fail("POST", "sendReminder$", 500, reset=True, passthrough=True)
+
+    with pytest.raises(httpx.TransportError):
+        graph.post(reminder_path(*pair))
+
+    assert emu.graph.reminders == [pair]
+    assert emu.graph.requests[0].status == 204
+    assert emu.graph.requests[0].reset is True
+
+
+def test_passthrough_hold_counts_held(graph: httpx.Client, emu: Emulators) -> None:
+    pair = (PRIVILEGED_ROLE_DEFINITION_ID, PRIVILEGED_IN_PROGRESS_INSTANCE_ID)
+    emu.graph.fail("POST", "sendReminder$", 500, hold=True, passthrough=True)
+
+    with pytest.raises(httpx.ReadTimeout):
+        graph.post(reminder_path(*pair), timeout=0.2)
+    held = emu.graph.wait_for_held(1, timeout_s=5.0)
+    held_count = emu.graph.held_count
+    reminded_while_held = emu.graph.reminders
+    emu.graph.release()
+
+    assert held is True
+    assert held_count == 1
+    assert reminded_while_held == [pair]
+
+
+def test_batch_sub_request_reset(graph: httpx.Client, emu: Emulators) -> None:
+    path = reminder_path(PRIVILEGED_ROLE_DEFINITION_ID, PRIVILEGED_IN_PROGRESS_INSTANCE_ID)
+    emu.graph.fail("GET", "/definitions$", 500, reset=True)
+    requests = [
+        {"id": "1", "method": "POST", "url": path.removeprefix("/v1.0")},
+        {"id": "2", "method": "GET", "url": DEFINITIONS.removeprefix("/v1.0")},
+    ]
+
+    with pytest.raises(httpx.TransportError):
+        graph.post("/v1.0/$batch", json={"requests": requests})
+
+    assert len(emu.graph.reminders) == 1
+    assert emu.graph.requests[-1].path == "/v1.0/$batch"
+    assert emu.graph.requests[-1].reset is True
+
+
+def test_identity_reset_fault(anonymous: httpx.Client, emu: Emulators) -> None:
+    emu.identity.fail(500, reset=True)
+
+    with pytest.raises(httpx.TransportError):
+        anonymous.get(
+            emu.identity_endpoint,
+            params={"api-version": "2019-08-01", "resource": emu.graph_endpoint},
+            headers={"X-IDENTITY-HEADER": emu.identity_header},
+        )
+    assert emu.identity.issued_tokens == []
+
+
 # Authentication and authorization
 
 
