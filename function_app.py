@@ -161,7 +161,7 @@ async def run_reminder_job(message: func.QueueMessage, context: func.Context) ->
 
     try:
         job_id = str(json.loads(message.get_body())["jobId"])
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         # Retrying cannot fix a malformed message, so it is dropped here, not raised.
         logger.error(
             "Dropped a malformed job message %s", message.id, extra={"message_id": message.id}

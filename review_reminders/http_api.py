@@ -48,8 +48,9 @@ EXAMPLE_BODY = (
     '{"definitionId": "<GUID>", "instanceId": "<GUID, optional>"} or {"allDefinitions": true}'
 )
 MAX_ENDING_WITHIN_DAYS = 365
-# Unknown field names are echoed back in errors at most this long.
+# Unknown field names are echoed back in errors at most this long, and at most this many.
 MAX_ECHOED_NAME_CHARS = 64
+MAX_REPORTED_UNKNOWN_FIELDS = 20
 # Retry-After passed on to callers is capped, whatever Graph sent.
 MAX_RETRY_AFTER_S = 3600
 
@@ -222,16 +223,23 @@ def parse_reminder_request(body: bytes, content_type: str | None) -> ReminderReq
         raise _invalid(f"The request body must be a JSON object: {EXAMPLE_BODY}.")
 
     errors: list[dict[str, str]] = []
-    for name in data:
-        if name not in REQUEST_FIELDS:
-            errors.append(
-                {
-                    "pointer": f"#/{_escape_pointer(name[:MAX_ECHOED_NAME_CHARS])}",
-                    "detail": f"Unknown field {name[:MAX_ECHOED_NAME_CHARS]!r}. Accepted fields: "
-                    + ", ".join(REQUEST_FIELDS)
-                    + ".",
-                }
-            )
+    unknown = [name for name in data if name not in REQUEST_FIELDS]
+    for name in unknown[:MAX_REPORTED_UNKNOWN_FIELDS]:
+        errors.append(
+            {
+                "pointer": f"#/{_escape_pointer(name[:MAX_ECHOED_NAME_CHARS])}",
+                "detail": f"Unknown field {name[:MAX_ECHOED_NAME_CHARS]!r}. Accepted fields: "
+                + ", ".join(REQUEST_FIELDS)
+                + ".",
+            }
+        )
+    if len(unknown) > MAX_REPORTED_UNKNOWN_FIELDS:
+        errors.append(
+            {
+                "pointer": "#",
+                "detail": f"{len(unknown) - MAX_REPORTED_UNKNOWN_FIELDS} more unknown fields.",
+            }
+        )
     definition_id = _check_id(data, "definitionId", errors)
     instance_id = _check_id(data, "instanceId", errors)
     all_definitions = _check_bool(data, "allDefinitions", errors)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from .ledger import Caller
 from .retry import Clock, SystemClock
-from .storage import StorageConnection, StorageOptions, TableStore, format_time
+from .storage import StorageConnection, StorageOptions, TableStore, format_time, parse_time
 
 if TYPE_CHECKING:
     from azure.data.tables import TableClient
@@ -188,6 +188,57 @@ class JobStore:
         if not await self._store.run(f"complete job {job_id}", merge):
             raise JobNotFoundError(job_id)
         logger.info("Job %s completed: %s", job_id, status, extra={"job_id": job_id})
+
+    async def begin(self, job_id: str, *, lease_s: float) -> tuple[JobRecord, int] | None:
+        """Take the job for one delivery of its queue message, with a conditional write.
+
+        Returns the job and how many deliveries have begun it, this one included. Returns
+        None when the job is unknown or done, or when another delivery began it less than
+        `lease_s` seconds ago and may still be running. Raises LedgerUnavailableError when
+        storage fails.
+        """
+        if not is_uuid(job_id):
+            return None
+        now = self._clock.time()
+
+        def take(client: TableClient) -> tuple[dict[str, Any], int] | None:
+            from azure.core import MatchConditions
+            from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+            from azure.data.tables import UpdateMode
+
+            try:
+                entity = client.get_entity(JOB_PARTITION, job_id)
+            except ResourceNotFoundError:
+                return None
+            if entity.get("Status") in FINAL_STATUSES:
+                return None
+            started = entity.get("StartedAt")
+            if started and now - parse_time(str(started)) < lease_s:
+                return None
+            attempts = int(entity.get("Deliveries") or 0) + 1
+            changes = {
+                "PartitionKey": JOB_PARTITION,
+                "RowKey": job_id,
+                "StartedAt": format_time(now),
+                "Deliveries": attempts,
+            }
+            try:
+                client.update_entity(
+                    changes,
+                    mode=UpdateMode.MERGE,
+                    etag=entity.metadata["etag"],
+                    match_condition=MatchConditions.IfNotModified,
+                )
+            except ResourceModifiedError:
+                # Another delivery took the job between our read and our write.
+                return None
+            return {**entity, **changes}, attempts
+
+        taken = await self._store.run(f"begin job {job_id}", take)
+        if taken is None:
+            return None
+        entity, attempts = taken
+        return _record_of(entity), attempts
 
     async def get(self, job_id: str) -> JobRecord | None:
         """Return the job, or None when no job has this id (or the id is not a UUID).

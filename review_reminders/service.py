@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from . import runtime
@@ -29,6 +29,8 @@ MAX_LOGGED_FAILURES = 20
 ESTIMATED_SECONDS_PER_TARGET = 0.5
 # How often callers should poll a running job, in seconds.
 JOB_POLL_INTERVAL_S = 10
+# A delivery that began a job this long ago has ended: the function timeout is 10 minutes.
+JOB_DELIVERY_LEASE_S = 11 * 60
 # A job still running after this long is reported as failed, because its queue message was
 # lost: host.json allows 3 deliveries of at most 10 minutes each, 30 s apart.
 JOB_STALE_AFTER_S = 40 * 60
@@ -96,16 +98,20 @@ async def run_job(job_id: str, invocation_id: str | None) -> None:
     retrying would fail the same way. A storage failure is raised, so the queue retries it.
     """
     store = runtime.get_job_store()
-    job = await store.get(job_id)
-    if job is None or job.done:
+    taken = await store.begin(job_id, lease_s=JOB_DELIVERY_LEASE_S)
+    if taken is None:
         logger.warning(
-            "Job %s is %s; nothing to do",
-            job_id,
-            "unknown" if job is None else "already done",
+            "Job %r is unknown, done, or running in another delivery; nothing to do",
+            job_id[:64],
             extra={"job_id": job_id},
         )
         return
+    job, deliveries = taken
     request = ReminderRequest.from_dict(dict(job.request))
+    if deliveries > 1 and request.force:
+        # An earlier delivery may have sent some reminders before it died. Without force,
+        # the cooldown in the ledger keeps those reviewers from a second reminder.
+        request = replace(request, force=False)
     caller = Caller(
         trigger="queue",
         invocation_id=invocation_id,

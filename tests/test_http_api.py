@@ -263,3 +263,10 @@ def test_would_send_counted() -> None:
     response = results_response([result(Outcome.WOULD_SEND)])
     assert response.status == 200
     assert response.body["summary"] == {"sent": 0, "skipped": 0, "failed": 0, "wouldSend": 1}
+
+
+def test_unknown_fields_report_capped() -> None:
+    body = json.dumps({"definitionId": DEF, **{f"f{n}": n for n in range(100)}}).encode()
+    errors = reject(body).response.body["errors"]
+    assert len(errors) == 21
+    assert errors[-1]["detail"] == "80 more unknown fields."
