@@ -6,11 +6,12 @@ import json
 import logging
 import socket
 import struct
+import sys
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import cast
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 logger = logging.getLogger(__name__)
@@ -68,6 +69,15 @@ def json_response(
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default backlog of 5 drops connection attempts when a client opens many at
+    # once, and each dropped attempt costs the client a retransmit of a second or more.
+    request_queue_size = 128
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that resets its connection (a timeout, a cancelled run) is routine here.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
     def __init__(self, port: int, owner: LoopbackServer) -> None:
         super().__init__((LOOPBACK_HOST, port), _Handler)
@@ -76,7 +86,7 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    # Headers and body leave in separate writes; with Nagle's algorithm on, each response then
+    # Headers and body leave in separate writes. With Nagle's algorithm on, each response then
     # waits for the client's delayed ACK, about 40 ms or more per call on loopback.
     disable_nagle_algorithm = True
 
