@@ -21,8 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .ledger import Caller
-from .retry import Clock, SystemClock
-from .storage import StorageConnection, StorageOptions, TableStore, format_time, parse_time
+from .storage import TableBacked, format_time, parse_time
 
 if TYPE_CHECKING:
     from azure.data.tables import TableClient
@@ -73,38 +72,10 @@ class JobRecord:
         return self.status in FINAL_STATUSES
 
 
-class JobStore:
+class JobStore(TableBacked):
     """Creates, completes and reads job rows in the `reminderjobs` table."""
 
-    def __init__(
-        self,
-        connection: StorageConnection,
-        *,
-        clock: Clock | None = None,
-        options: StorageOptions | None = None,
-        table_name: str = JOB_TABLE,
-    ) -> None:
-        self._store = TableStore(connection, table_name, options)
-        self._clock = clock or SystemClock()
-
-    @classmethod
-    def from_environ(
-        cls,
-        environ: Mapping[str, str],
-        *,
-        clock: Clock | None = None,
-        options: StorageOptions | None = None,
-        table_name: str = JOB_TABLE,
-    ) -> JobStore:
-        """Build a job store on the Functions host's storage settings, without connecting yet.
-
-        Raises ConfigurationError naming the settings when they are missing or invalid.
-        """
-        connection = StorageConnection.from_environ(environ)
-        return cls(connection, clock=clock, options=options, table_name=table_name)
-
-    def __repr__(self) -> str:
-        return f"JobStore({self._store!r})"
+    DEFAULT_TABLE = JOB_TABLE
 
     async def create(self, job_id: str, request: Mapping[str, Any], caller: Caller) -> JobRecord:
         """Insert a running job.
@@ -258,10 +229,6 @@ class JobStore:
 
         entity = await self._store.run(f"read job {job_id}", read)
         return None if entity is None else _record_of(entity)
-
-    async def close(self) -> None:
-        """Close the storage client's HTTP session."""
-        await self._store.close()
 
 
 def is_uuid(value: str) -> bool:

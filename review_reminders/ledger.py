@@ -31,15 +31,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from .retry import Clock, SystemClock
-from .storage import (
-    StorageConnection,
-    StorageOptions,
-    TableStore,
-    check_key,
-    format_time,
-    parse_time,
-)
+from .storage import TableBacked, check_key, format_time, parse_time
 
 if TYPE_CHECKING:
     from azure.data.tables import TableClient
@@ -134,38 +126,10 @@ class LedgerSkip:
     last_sent_at: str | None = None
 
 
-class ReminderLedger:
+class ReminderLedger(TableBacked):
     """Claims and records reminders in the `reminderledger` table."""
 
-    def __init__(
-        self,
-        connection: StorageConnection,
-        *,
-        clock: Clock | None = None,
-        options: StorageOptions | None = None,
-        table_name: str = LEDGER_TABLE,
-    ) -> None:
-        self._store = TableStore(connection, table_name, options)
-        self._clock = clock or SystemClock()
-
-    @classmethod
-    def from_environ(
-        cls,
-        environ: Mapping[str, str],
-        *,
-        clock: Clock | None = None,
-        options: StorageOptions | None = None,
-        table_name: str = LEDGER_TABLE,
-    ) -> ReminderLedger:
-        """Build a ledger on the Functions host's storage settings, without connecting yet.
-
-        Raises ConfigurationError naming the settings when they are missing or invalid.
-        """
-        connection = StorageConnection.from_environ(environ)
-        return cls(connection, clock=clock, options=options, table_name=table_name)
-
-    def __repr__(self) -> str:
-        return f"ReminderLedger({self._store!r})"
+    DEFAULT_TABLE = LEDGER_TABLE
 
     async def claim(
         self,
@@ -332,10 +296,6 @@ class ReminderLedger:
                 outcome,
                 extra={"definition_id": claim.definition_id, "instance_id": claim.instance_id},
             )
-
-    async def close(self) -> None:
-        """Close the storage client's HTTP session."""
-        await self._store.close()
 
 
 # Properties of the last recorded outcome, kept when a new claim replaces the state row.

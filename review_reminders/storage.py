@@ -22,10 +22,11 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 from urllib.parse import urlsplit
 
 from .errors import ConfigurationError, LedgerUnavailableError
+from .retry import Clock, SystemClock
 
 if TYPE_CHECKING:
     from azure.data.tables import TableClient
@@ -285,3 +286,46 @@ def _create_table_if_missing(client: TableClient) -> None:
     # 409: the table exists, created earlier or by a concurrent run.
     with contextlib.suppress(ResourceExistsError):
         client.create_table()
+
+
+class TableBacked:
+    """Base of the classes that keep their rows in one table of the host's storage account.
+
+    Subclasses set DEFAULT_TABLE and use `self._store` and `self._clock`.
+    """
+
+    DEFAULT_TABLE = ""
+
+    def __init__(
+        self,
+        connection: StorageConnection,
+        *,
+        clock: Clock | None = None,
+        options: StorageOptions | None = None,
+        table_name: str | None = None,
+    ) -> None:
+        self._store = TableStore(connection, table_name or self.DEFAULT_TABLE, options)
+        self._clock = clock or SystemClock()
+
+    @classmethod
+    def from_environ(
+        cls,
+        environ: Mapping[str, str],
+        *,
+        clock: Clock | None = None,
+        options: StorageOptions | None = None,
+        table_name: str | None = None,
+    ) -> Self:
+        """Build it on the Functions host's storage settings, without connecting yet.
+
+        Raises ConfigurationError naming the settings when they are missing or invalid.
+        """
+        connection = StorageConnection.from_environ(environ)
+        return cls(connection, clock=clock, options=options, table_name=table_name)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._store!r})"
+
+    async def close(self) -> None:
+        """Close the storage client's HTTP session."""
+        await self._store.close()
