@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         latency_s=args.latency,
     )
     with emulators:
-        print("# Export these in the shell that runs `func start`:")
+        print("# Put these in Values of local.settings.json for `func start`, or export them:")
         for name, value in emulators.environ().items():
             print(f"export {name}={shlex.quote(value)}")
         print("# Press Ctrl+C to stop.", flush=True)

@@ -10,6 +10,7 @@ import logging
 import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
 from . import runtime
 from .errors import LedgerUnavailableError, ReminderError, RunFailedError
@@ -123,12 +124,26 @@ async def run_job(job_id: str, invocation_id: str | None) -> None:
     except LedgerUnavailableError:
         raise
     except ReminderError as exc:
-        problem_body = error_response(exc, request, invocation_id).body
         logger.error("Job %s failed: %s", job_id, exc, extra={"job_id": job_id})
-        await store.complete(job_id, STATUS_FAILED, problem_body)
+        await store.complete(job_id, STATUS_FAILED, failed_job_body(exc, request, invocation_id))
         return
     body = {"summary": Summary.of(results).to_dict(), "results": [r.to_dict() for r in results]}
     await store.complete(job_id, job_status(results), body)
+
+
+def failed_job_body(
+    exc: ReminderError, request: ReminderRequest, invocation_id: str | None
+) -> dict[str, Any]:
+    """Build the stored body of a job that stopped on an error: what it did, and the problem."""
+    results = list(exc.partial_results or [])
+    problem_body = error_response(exc, request, invocation_id).body
+    problem_body.pop("summary", None)
+    problem_body.pop("results", None)
+    return {
+        "summary": Summary.of(results).to_dict(),
+        "results": [result.to_dict() for result in results],
+        "error": problem_body,
+    }
 
 
 def is_stale(created_at: str, now: float) -> bool:
@@ -271,5 +286,6 @@ async def job_status_response(
             "keeps reviewers from being reminded twice.",
             invocation_id=invocation_id,
         ).body
-        return job_response(job_id, STATUS_FAILED, lost, status_url, JOB_POLL_INTERVAL_S)
+        body = {"summary": Summary.of([]).to_dict(), "results": [], "error": lost}
+        return job_response(job_id, STATUS_FAILED, body, status_url, JOB_POLL_INTERVAL_S)
     return job_response(job_id, job.status, None, status_url, JOB_POLL_INTERVAL_S)

@@ -204,10 +204,10 @@ def job_failures(body: dict[str, Any], targets: list[Pair]) -> set[Pair]:
     """Return the targets a finished job reports failed.
 
     A job that stopped as a whole (its definitions could not be listed, or the token or the
-    ledger failed) reports its cause in `detail`, which covers every target it did not send.
+    ledger failed) reports its cause under `error`, which covers every target it did not send.
     """
     results = body.get("results", [])
-    if body["status"] == "failed" and body.get("detail"):
+    if body["status"] == "failed" and body.get("error"):
         return set(targets) - sent_targets(results)
     return failed_targets(results, targets)
 

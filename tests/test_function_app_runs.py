@@ -241,7 +241,8 @@ async def test_job_permission_error_completes_failed(emulators: Emulators) -> No
     await run_job_message(jobs.get())
     body = body_of(await get_job(accepted["jobId"]))
     assert body["status"] == "failed"
-    assert "AccessReview.ReadWrite.All" in body["detail"]
+    assert "AccessReview.ReadWrite.All" in body["error"]["detail"]
+    assert body["summary"]["sent"] == 0
 
 
 @pytest.mark.parametrize("job_id", ["not-a-job", "../x", "00000000-0000-0000-0000-00000000000g"])
@@ -260,7 +261,8 @@ async def test_stale_job_reported_failed(emulators: Emulators, clock: FakeClock)
     clock.now += 41 * 60
     body = body_of(await get_job(accepted["jobId"]))
     assert body["status"] == "failed"
-    assert body["type"].endswith("job-lost")
+    assert body["error"]["type"].endswith("job-lost")
+    assert body["results"] == []
 
 
 async def test_malformed_job_message_dropped(emulators: Emulators) -> None:
@@ -271,3 +273,18 @@ async def test_malformed_job_message_dropped(emulators: Emulators) -> None:
 async def test_unknown_job_message_ignored(emulators: Emulators) -> None:
     await run_job_message(json.dumps({"jobId": "0b7c5a3e-2f4d-4e6a-9c1b-8d2e7f6a5b4c"}))
     assert emulators.graph.requests == []
+
+
+async def test_throttled_job_keeps_result_shape(
+    emulators: Emulators, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GRAPH_RETRY_BUDGET_SECONDS", "0")
+    jobs = QueueOutput()
+    accepted = body_of(await call_http({"allDefinitions": True}, jobs=jobs))
+    emulators.graph.fail("GET", r"/definitions$", 429, retry_after="5")
+    await run_job_message(jobs.get())
+    body = body_of(await get_job(accepted["jobId"]))
+    assert body["status"] == "failed"
+    assert body["results"] == []
+    assert body["summary"]["sent"] == 0
+    assert body["error"]["status"] == 503
