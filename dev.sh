@@ -31,7 +31,7 @@ ensure_venv() {
 }
 
 # checkov pins versions of pycep-parser and packaging that clash with the app's, so the infra
-# scan gets a virtual environment of its own; tests/test_infra.py runs .venv-infra/bin/checkov.
+# scan gets a virtual environment of its own. tests/test_infra.py runs .venv-infra/bin/checkov.
 ensure_infra_venv() {
   local stamp=.venv-infra/.requirements.sha256 wanted
   [[ -x .venv-infra/bin/python ]] || "$PYTHON" -m venv .venv-infra

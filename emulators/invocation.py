@@ -1,7 +1,7 @@
 """A stand-in for the invocation context that the Functions host passes to each function.
 
 The demo and the tests call the registered functions directly, without the host, so they
-build this instead. It carries a fresh invocation id and answers the other members with None.
+build this instead. It carries a fresh invocation id and returns None for the other members.
 """
 
 from __future__ import annotations

@@ -68,7 +68,7 @@ class CachedTokenSource:
 
     async def _fetch_with_timeout(self) -> AccessToken:
         # NOTE: a timed-out fetch keeps its worker thread until the credential's own HTTP
-        # timeout ends it; the caller gets its error at once all the same.
+        # timeout ends it. The caller gets its error at once all the same.
         try:
             return await asyncio.wait_for(asyncio.to_thread(self._fetch), TOKEN_TIMEOUT_S)
         except TimeoutError:
@@ -128,7 +128,7 @@ class ManagedIdentityTokenProvider(CachedTokenSource):
         try:
             token = credential.get_token(self._scope)
         except (AzureError, ValueError) as exc:
-            # ValueError: an endpoint that answers 200 with something other than a token.
+            # ValueError: an endpoint that returns 200 with something other than a token.
             logger.warning(
                 "Token request for %s failed with the %s: %s",
                 self._scope,

@@ -180,14 +180,14 @@ def parse_error(response: httpx.Response) -> _ErrorDetails:
 
 
 def is_retryable(method: str, status: int) -> bool:
-    """Tell whether a request answered with `status` may be sent again."""
+    """Tell whether a request that got `status` may be sent again."""
     return status in _THROTTLE_STATUSES or (method == "GET" and status in _READ_RETRY_STATUSES)
 
 
 def signals_throttling(failure: GraphError, retry_after_s: float | None) -> bool:
     """Tell whether a failure means the app's throttle bucket is empty, so that everyone waits.
 
-    That is a 429, or a 503 that says how long to wait.
+    That is a 429, or a 503 that gives how long to wait.
     """
     return failure.status == 429 or (failure.status == 503 and retry_after_s is not None)
 
@@ -308,7 +308,7 @@ class GraphClient:
 
         Raises a GraphError subclass for every other outcome. `paced_count` is how many
         requests Graph counts against the throttle bucket (the entries of a batch).
-        `hold_slot=False` means the caller already holds one of the concurrency slots.
+        `hold_slot=False` means the caller has already taken one of the concurrency slots.
         """
         started = self.clock.monotonic()
         attempt = 0

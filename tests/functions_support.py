@@ -42,7 +42,7 @@ def registered(name: str) -> Any:
 
 
 def use_storage(monkeypatch: pytest.MonkeyPatch, azurite: Azurite) -> None:
-    """Point the app at Azurite, with tables of its own so that no test sees another's ledger."""
+    """Point the app at Azurite, with tables of its own so that no test reads another's ledger."""
     monkeypatch.setenv("AzureWebJobsStorage", azurite.connection_string)
     monkeypatch.setenv("REMINDER_TABLE_PREFIX", "t" + uuid.uuid4().hex[:12])
 

@@ -18,7 +18,7 @@ CLIENT_ID = "33333333-3333-3333-3333-333333333333"
 
 
 class CountingCredential:
-    """A TokenCredential stand-in that counts calls and can be told to fail."""
+    """A TokenCredential stand-in that counts calls and can be set to fail."""
 
     def __init__(self, clock: FakeClock, lifetime_s: float = 3600, fail: bool = False) -> None:
         self.clock = clock
