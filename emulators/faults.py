@@ -5,7 +5,10 @@ from __future__ import annotations
 import random
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+
+from emulators._http import OutgoingResponse
 
 ANY_METHOD = "*"
 
@@ -113,3 +116,29 @@ class FaultQueue:
     def __len__(self) -> int:
         with self._lock:
             return sum(self._remaining)
+
+
+def fault_response(
+    fault: Fault, error_response: Callable[[Fault], OutgoingResponse]
+) -> OutgoingResponse:
+    """Build the response a fault sends: its own body, or the emulator's error envelope.
+
+    `error_response` builds the envelope when the fault has no body. The Retry-After header,
+    hold and reset apply either way.
+    """
+    body = fault.body_bytes
+    if body is None:
+        response = error_response(fault)
+        if fault.content_type is not None:
+            response.headers["Content-Type"] = fault.content_type
+    else:
+        response = OutgoingResponse(fault.status, body)
+        if fault.content_type is not None:
+            response.headers["Content-Type"] = fault.content_type
+        elif body:
+            response.headers["Content-Type"] = "text/plain; charset=utf-8"
+    if fault.retry_after is not None:
+        response.headers["Retry-After"] = fault.retry_after
+    response.hold = fault.hold
+    response.reset = fault.reset
+    return response

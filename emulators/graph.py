@@ -36,7 +36,7 @@ from emulators._model import (
 )
 from emulators._routing import Router
 from emulators.batch import BatchFormatError, BatchItem, parse_batch, response_entry
-from emulators.faults import Fault, FaultQueue
+from emulators.faults import Fault, FaultQueue, fault_response
 from emulators.throttle import Throttle, TokenBucket, retry_after_seconds
 
 logger = logging.getLogger(__name__)
@@ -579,26 +579,15 @@ class GraphEmulator(TenantModel):
         }
         return json_response(error.status, envelope, error.headers)
 
+    def _scripted_error(self, call: GraphCall, fault: Fault) -> OutgoingResponse:
+        code = fault.code or _ERROR_CODES.get(fault.status)
+        if code is None:
+            code = HTTPStatus(fault.status).phrase.replace(" ", "")
+        message = f"The Graph emulator returned a scripted {fault.status} response."
+        return self._error_response(call, GraphError(fault.status, code, message))
+
     def _fault_response(self, call: GraphCall, fault: Fault) -> OutgoingResponse:
-        body = fault.body_bytes
-        if body is None:
-            code = fault.code or _ERROR_CODES.get(fault.status)
-            if code is None:
-                code = HTTPStatus(fault.status).phrase.replace(" ", "")
-            message = f"The Graph emulator returned a scripted {fault.status} response."
-            response = self._error_response(call, GraphError(fault.status, code, message))
-            if fault.content_type is not None:
-                response.headers["Content-Type"] = fault.content_type
-        else:
-            response = OutgoingResponse(fault.status, body)
-            if fault.content_type is not None:
-                response.headers["Content-Type"] = fault.content_type
-            elif body:
-                response.headers["Content-Type"] = "text/plain; charset=utf-8"
-        if fault.retry_after is not None:
-            response.headers["Retry-After"] = fault.retry_after
-        response.hold = fault.hold
-        response.reset = fault.reset
+        response = fault_response(fault, lambda scripted: self._scripted_error(call, scripted))
         logger.info(
             "Scripted fault %d for %s %s%s%s",
             fault.status,

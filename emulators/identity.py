@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
 from emulators._http import IncomingRequest, LoopbackServer, OutgoingResponse, json_response
-from emulators.faults import ANY_METHOD, Fault, FaultQueue
+from emulators.faults import ANY_METHOD, Fault, FaultQueue, fault_response
 
 logger = logging.getLogger(__name__)
 
@@ -209,20 +209,12 @@ class IdentityEmulator:
         return response
 
     def _fault_response(self, fault: Fault) -> OutgoingResponse:
-        body = fault.body_bytes
-        if body is None:
-            response = _error(fault.status, "The identity emulator returned a scripted error.")
-        else:
-            response = OutgoingResponse(fault.status, body)
-            if fault.content_type is not None:
-                response.headers["Content-Type"] = fault.content_type
-            elif body:
-                response.headers["Content-Type"] = "text/plain; charset=utf-8"
-        if fault.retry_after is not None:
-            response.headers["Retry-After"] = fault.retry_after
-        response.hold = fault.hold
-        response.reset = fault.reset
-        return response
+        return fault_response(
+            fault,
+            lambda scripted: _error(
+                scripted.status, "The identity emulator returned a scripted error."
+            ),
+        )
 
     def _issue_token(self, request: IncomingRequest, query: dict[str, str]) -> OutgoingResponse:
         if request.path.rstrip("/") != ENDPOINT_PATH:
