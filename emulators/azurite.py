@@ -1,7 +1,7 @@
 """Azurite, the Azure Storage emulator from npm, started on 127.0.0.1 for the tests and the demo.
 
 `Azurite(workspace).start()` runs `node_modules/.bin/azurite` with blob, queue and table
-services on free ports. `stop()` and `start()` again simulate a storage outage; data is kept
+services on free ports. `stop()` and `start()` again simulate a storage outage. Data is kept
 on disk in `workspace`, so it survives the restart as it would survive a real outage.
 """
 

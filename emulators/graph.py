@@ -501,7 +501,7 @@ class GraphEmulator(TenantModel):
 
         failed = [dependency for dependency in item.depends_on if statuses[dependency] >= 300]
         if failed:
-            # Graph answers 424 to a request whose dependsOn names a request that failed.
+            # Graph returns 424 for a request whose dependsOn names a request that failed.
             message = f"Request {item.id} did not run because request {failed[0]} failed."
             response = self._error_response(call, GraphError(424, "FailedDependency", message))
         else:

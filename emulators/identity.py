@@ -146,8 +146,8 @@ class IdentityEmulator:
         Without `body`, the response has the endpoint's JSON error shape. `reset`,
         `probability` and `seed` work as in `Fault`. NOTE: msal 1.39
         (throttled_http_client.py) caches a 429 or 5xx response, or any response with
-        Retry-After, for the header's integer seconds or else 5 s, and replays it to a repeat
-        of the same request, so such a repeat from msal itself never reaches this server.
+        Retry-After, for the header's integer seconds or else 5 s. It replays that response to
+        a repeat of the same request, so such a repeat from msal never reaches this server.
         azure-core's retry policy inside the credential does reach it.
         """
         self._faults.add(

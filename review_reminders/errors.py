@@ -86,10 +86,10 @@ class RunFailedError(ReminderError):
 
     def __init__(self, failed: list[str], total: int) -> None:
         self.failed = list(failed)
-        shown = ", ".join(self.failed[:20])
+        listed = ", ".join(self.failed[:20])
         more = f" and {len(self.failed) - 20} more" if len(self.failed) > 20 else ""
         super().__init__(
-            f"{len(self.failed)} of {total} targets failed: {shown}{more}. "
+            f"{len(self.failed)} of {total} targets failed: {listed}{more}. "
             "The log has the cause and Graph request-id of each."
         )
 

@@ -205,10 +205,10 @@ class JobStore(TableBacked):
                 return None
             return {**entity, **changes}, attempts
 
-        taken = await self._store.run(f"begin job {job_id}", take)
-        if taken is None:
+        claimed = await self._store.run(f"begin job {job_id}", take)
+        if claimed is None:
             return None
-        entity, attempts = taken
+        entity, attempts = claimed
         return _record_of(entity), attempts
 
     async def get(self, job_id: str) -> JobRecord | None:

@@ -20,7 +20,7 @@ RETRY_MAX_ATTEMPTS = 10
 
 
 class Clock(Protocol):
-    """Time source and sleep, injectable so that tests never wait for real."""
+    """Time source and sleep, injectable so that tests need not wait for real."""
 
     def monotonic(self) -> float: ...
 

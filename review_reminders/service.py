@@ -99,15 +99,15 @@ async def run_job(job_id: str, invocation_id: str | None) -> None:
     retrying would fail the same way. A storage failure is raised, so the queue retries it.
     """
     store = runtime.get_job_store()
-    taken = await store.begin(job_id, lease_s=JOB_DELIVERY_LEASE_S)
-    if taken is None:
+    begun = await store.begin(job_id, lease_s=JOB_DELIVERY_LEASE_S)
+    if begun is None:
         logger.warning(
             "Job %r is unknown, done, or running in another delivery; nothing to do",
             job_id[:64],
             extra={"job_id": job_id},
         )
         return
-    job, deliveries = taken
+    job, deliveries = begun
     request = ReminderRequest.from_dict(dict(job.request))
     if deliveries > 1 and request.force:
         # An earlier delivery may have sent some reminders before it died. Without force,
@@ -223,16 +223,16 @@ async def run_schedule(past_due: bool, invocation_id: str | None = None) -> list
 
     summary = Summary.of(results)
     failed = failed_ids(results)
-    shown = ", ".join(failed[:MAX_LOGGED_FAILURES])
+    listed_failures = ", ".join(failed[:MAX_LOGGED_FAILURES])
     if len(failed) > MAX_LOGGED_FAILURES:
-        shown += f" and {len(failed) - MAX_LOGGED_FAILURES} more"
+        listed_failures += f" and {len(failed) - MAX_LOGGED_FAILURES} more"
     logger.info(
         "Scheduled reminder run done: %d sent, %d would send, %d skipped, %d failed%s",
         summary.sent,
         summary.would_send,
         summary.skipped,
         summary.failed,
-        f" ({shown})" if failed else "",
+        f" ({listed_failures})" if failed else "",
         extra={**summary.to_dict(), "failed_ids": failed},
     )
     if failed:

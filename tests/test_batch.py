@@ -40,7 +40,7 @@ class StaticToken:
 
 
 class FakeGraph:
-    """A $batch endpoint: records each batch and answers each entry with `sub_handler`."""
+    """A $batch endpoint: records each batch and responds to each entry with `sub_handler`."""
 
     def __init__(self, clock: FakeClock, sub_handler: SubHandler | None = None) -> None:
         self.clock = clock
